@@ -1,0 +1,3 @@
+from cpwhisperx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The ``cpwhisperx`` command. Heavy libraries load only inside the commands that use them."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cpwhisperx import __version__
+from cpwhisperx.errors import ConfigError, CpwError, MediaError
+
+if TYPE_CHECKING:
+    from cpwhisperx.jobs import Job
+
+FLAG_KEYS = {"source_language": "SOURCE_LANGUAGE", "backend": "WHISPER_BACKEND",
+             "model": "WHISPER_MODEL", "device": "WHISPER_DEVICE",
+             "compute_type": "WHISPER_COMPUTE_TYPE", "audio_stream": "AUDIO_STREAM",
+             "batch_size": "BATCH_SIZE", "align": "ALIGNMENT_BACKEND"}
+
+
+def _out_root(args: argparse.Namespace) -> Path:
+    return Path(args.out or os.environ.get("CPWHISPERX_OUT") or "out")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    values = {key: str(value) for flag, key in FLAG_KEYS.items()
+              if (value := getattr(args, flag, None)) is not None}
+    for item in getattr(args, "set", None) or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = value
+    return values
+
+
+def _prepare(args: argparse.Namespace, media_arg: str) -> "Job":
+    from cpwhisperx import config, jobs
+
+    media = Path(media_arg).expanduser()
+    if not media.exists():
+        raise MediaError(f"media file not found: {media}")
+    if media.is_dir():
+        raise MediaError(f"{media} is a folder, not a media file")
+    settings = config.load_settings(cli=_overrides(args))
+    return jobs.create(_out_root(args), media=media.resolve(), workflow=args.workflow,
+                       settings=settings)
+
+
+def _run(args: argparse.Namespace, job: "Job") -> int:
+    from cpwhisperx import pipeline
+    from cpwhisperx.progress import Reporter
+
+    reporter = Reporter()
+    try:
+        rows = pipeline.run_job(job, out_root=_out_root(args), overrides=_overrides(args),
+                                reporter=reporter)
+    except CpwError:
+        reporter.info(f"the manifest records the failure: {job.manifest_path}")
+        raise
+    reporter.table(rows, duration=pipeline.media_duration(job))
+    reporter.out.print(f"outputs: {job.outputs}", markup=False)
+    for path in sorted(job.outputs.iterdir()):
+        reporter.out.print(f"  {path.name}", markup=False)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    job = _prepare(args, args.media)
+    print(job.id)
+    print(f"prepared {job.root}; run it with: cpwhisperx run -j {job.id}", file=sys.stderr)
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    job = _prepare(args, args.media)
+    args.job = job.id  # named in the message if the run is interrupted
+    print(f"job {job.id} in {job.root}", file=sys.stderr)
+    return _run(args, job)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cpwhisperx import jobs
+
+    return _run(args, jobs.find(_out_root(args), args.job))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cpwhisperx import jobs
+
+    job = jobs.find(_out_root(args), args.job)
+    manifest = jobs.Manifest.load(job)
+    if args.json:
+        print(json.dumps({"job": job.info(), "manifest": manifest.data}, ensure_ascii=False,
+                         indent=2))
+        return 0
+    info = job.info()
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"job {job.id} ({info['workflow']}): {info['media']}", markup=False)
+    table = Table()
+    for column in ("stage", "status", "seconds", "backend", "attempts", "notes"):
+        table.add_column(column)
+    for name, entry in manifest.data["stages"].items():
+        notes = entry.get("error") or "; ".join(entry.get("warnings") or ())
+        seconds = "-" if entry.get("seconds") is None else f"{entry['seconds']:.2f}"
+        table.add_row(name, entry["status"], seconds, entry.get("backend") or "-",
+                      str(entry.get("attempts", 0)), notes)
+    console.print(table)
+    failed = any(e["status"] == "failed" for e in manifest.data["stages"].values())
+    return 1 if failed else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cpwhisperx import doctor
+
+    return doctor.main(out_root=_out_root(args), as_json=args.json)
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--source-language", metavar="LANG",
+                        help="spoken language code (en, hi, ...) or auto (default: auto)")
+    parser.add_argument("--backend", help="ASR backend: auto, faster-whisper (alias whisperx)")
+    parser.add_argument("--model", help="Whisper model: auto, tiny.en, base, a repo id or a folder")
+    parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--compute-type", help="auto, int8, float16, float32, ...")
+    parser.add_argument("--audio-stream", metavar="N|TAG",
+                        help="audio stream by position (0, 1, ...) or language tag (eng, hin)")
+    parser.add_argument("--batch-size", type=int, help="decode N windows at once (default 1)")
+    parser.add_argument("--align", help="word timing: auto, whisper, same or none")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="any config key (see config/.env.pipeline); repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", default=argparse.SUPPRESS,
+                        help="root of job folders (default ./out, or CPWHISPERX_OUT)")
+    parser = argparse.ArgumentParser(
+        prog="cpwhisperx", parents=[common],
+        description="Offline transcripts with word times, in resumable jobs.")
+    parser.add_argument("--version", action="version", version=f"cpwhisperx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    prepare = sub.add_parser("prepare", parents=[common], help="create a job from a media file")
+    prepare.add_argument("--media", required=True, help="audio or video file")
+    prepare.add_argument("--workflow", default="transcribe", choices=["transcribe"])
+    _add_settings_flags(prepare)
+    prepare.set_defaults(func=cmd_prepare)
+
+    run = sub.add_parser("run", parents=[common], help="run or resume a job")
+    run.add_argument("-j", "--job", required=True, help="job id (job-YYYYMMDD-user-NNNN)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config key for this run; repeatable")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common], help="show a job's stages")
+    status.add_argument("-j", "--job", required=True)
+    status.add_argument("--json", action="store_true", help="print job and manifest as JSON")
+    status.set_defaults(func=cmd_status)
+
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="show hardware, engines and local models")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
+
+    transcribe = sub.add_parser("transcribe", parents=[common], help="prepare and run in one go")
+    transcribe.add_argument("media", help="audio or video file")
+    _add_settings_flags(transcribe)
+    transcribe.set_defaults(func=cmd_transcribe, workflow="transcribe")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.out = getattr(args, "out", None)
+    try:
+        return args.func(args)
+    except CpwError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        job = getattr(args, "job", None)
+        again = f"cpwhisperx run -j {job}" if job else "`cpwhisperx run -j <job id>`"
+        print(f"error: interrupted; run {again} to continue", file=sys.stderr)
+        return 130

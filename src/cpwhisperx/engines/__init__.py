@@ -1,0 +1,1 @@
+"""Engines behind small interfaces; each imports its heavy library only when created."""

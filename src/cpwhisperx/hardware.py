@@ -1,0 +1,123 @@
+"""Detect the machine once, cache it, and resolve ``auto`` settings from it."""
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cpwhisperx import fsutil
+from cpwhisperx.config import Settings
+
+CACHE_NAME = "hardware_cache.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    system: str
+    machine: str
+    cpu_cores: int
+    memory_gb: float
+    cuda_devices: int
+    apple_silicon: bool
+    ctranslate2: str | None
+    signature: str
+
+    def describe(self) -> str:
+        gpu = f"{self.cuda_devices} CUDA device(s)" if self.cuda_devices else "no CUDA device"
+        return (f"{self.system} {self.machine}, {self.cpu_cores} CPU cores, "
+                f"{self.memory_gb:.1f} GiB memory, {gpu}"
+                + (", Apple Silicon" if self.apple_silicon else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    backend: str
+    device: str
+    compute_type: str
+    cpu_threads: int
+    why: str
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _signature() -> str:
+    # A new host, OS or CTranslate2 build may see different devices: detect again then.
+    return "|".join((socket.gethostname(), platform.platform(), _version("ctranslate2") or "-"))
+
+
+def _cuda_devices() -> int:
+    if importlib.util.find_spec("ctranslate2") is None:
+        return 0
+    import ctranslate2
+
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except RuntimeError:  # a CUDA build without a usable driver
+        return 0
+
+
+def _memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return 0.0
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def detect() -> Hardware:
+    system, machine = platform.system(), platform.machine()
+    return Hardware(system=system, machine=machine, cpu_cores=_cpu_cores(),
+                    memory_gb=round(_memory_gb(), 1), cuda_devices=_cuda_devices(),
+                    apple_silicon=system == "Darwin" and machine == "arm64",
+                    ctranslate2=_version("ctranslate2"), signature=_signature())
+
+
+def load(out_root: Path, *, refresh: bool = False) -> Hardware:
+    """The cached detection under ``out_root`` if it is for this machine, else a fresh one."""
+    cache = out_root / CACHE_NAME
+    if not refresh and cache.is_file():
+        try:
+            hw = Hardware(**fsutil.read_json(cache))
+        except (ValueError, TypeError):
+            hw = None
+        if hw is not None and hw.signature == _signature():
+            return hw
+    hw = detect()
+    with contextlib.suppress(OSError):  # a read-only output root still gets a detection
+        fsutil.write_json(cache, asdict(hw))
+    return hw
+
+
+def resolve(settings: Settings, hw: Hardware) -> Resolved:
+    """Turn ``auto`` into a concrete backend, device and compute type, with the reason."""
+    reasons: list[str] = []
+    device = settings.whisper_device
+    if device == "auto":
+        device = "cuda" if hw.cuda_devices else "cpu"
+        reasons.append(f"device {device}: CTranslate2 sees {hw.cuda_devices} CUDA device(s)")
+    compute = settings.whisper_compute_type
+    if compute == "auto":
+        compute = "float16" if device == "cuda" else "int8"
+        reasons.append(f"compute {compute}: fastest without accuracy loss on {device}")
+    backend = settings.whisper_backend
+    if backend == "auto":
+        backend = "faster-whisper"
+        reasons.append("backend faster-whisper: the only one installed for this platform")
+    threads = settings.cpu_threads or hw.cpu_cores
+    return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
+                    why="; ".join(reasons) or "all set explicitly")

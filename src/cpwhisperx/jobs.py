@@ -1,0 +1,199 @@
+"""Job folders: race-free ids, job.json, the per-stage manifest, and a run lock."""
+
+import contextlib
+import datetime as dt
+import fcntl
+import getpass
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import __version__, config, fsutil
+from cpwhisperx.config import Settings
+from cpwhisperx.errors import ConfigError, CpwError
+
+JOB_ID = re.compile(r"^job-(\d{4})(\d{2})(\d{2})-([a-z0-9][a-z0-9_-]*)-(\d{4,})$")
+STAGE_NUMBERS = {"demux": 1, "separate": 2, "vad": 3, "asr": 4, "align": 5, "clean": 6,
+                 "export": 7, "translate": 8, "subtitles": 9, "mux": 10}
+WORKFLOWS = {"transcribe": ("demux", "vad", "asr", "export")}
+
+
+def now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def current_user() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = ""
+    name = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")
+    return name or "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    root: Path
+
+    @property
+    def job_json(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / ".env.pipeline"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    def log_file(self, stage: str) -> Path:
+        return self.root / "logs" / f"{stage}.log"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / f"{STAGE_NUMBERS[stage]:02d}_{stage}"
+
+    def info(self) -> dict[str, Any]:
+        return fsutil.read_json(self.job_json)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive while a run is going; the OS releases it if the process dies (kill -9)."""
+        with (self.root / ".lock").open("a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CpwError(f"job {self.id} is being run by another process: wait for it "
+                               "or stop it first") from None
+            yield
+
+
+def _ensure_dir(path: Path, out_root: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise CpwError(f"cannot write to output folder {out_root}: "
+                       f"{exc.strerror or exc}; choose another with --out or CPWHISPERX_OUT"
+                       ) from None
+
+
+def create(out_root: Path, *, media: Path, workflow: str, settings: Settings) -> Job:
+    """Allocate the next id for today and this user; mkdir is atomic, so concurrent callers
+    never share an id."""
+    today = dt.date.today()
+    user = current_user()
+    parent = out_root / today.isoformat() / user
+    _ensure_dir(parent, out_root)
+    prefix = f"job-{today:%Y%m%d}-{user}-"
+    taken = [int(p.name[len(prefix):]) for p in parent.glob(prefix + "*")
+             if p.name[len(prefix):].isdigit()]
+    number = max(taken, default=0) + 1
+    while True:
+        job = Job(id=f"{prefix}{number:04d}", root=parent / f"{prefix}{number:04d}")
+        try:
+            job.root.mkdir()
+            break
+        except FileExistsError:
+            number += 1
+    (job.root / "logs").mkdir()
+    job.outputs.mkdir()
+    fsutil.write_json(job.job_json, {
+        "id": job.id, "media": str(media), "workflow": workflow,
+        "source_language": settings.source_language, "target_languages": [],
+        "user": user, "created": now(), "tool_version": __version__})
+    config.write_job_env(job.env_file, settings)
+    Manifest.new(job, WORKFLOWS[workflow]).save()
+    return job
+
+
+def find(out_root: Path, job_id: str) -> Job:
+    match = JOB_ID.match(job_id)
+    if not match:
+        raise ConfigError(f"not a job id: {job_id!r} (expected job-YYYYMMDD-user-NNNN)")
+    year, month, day, user, _ = match.groups()
+    root = out_root / f"{year}-{month}-{day}" / user / job_id
+    if not (root / "job.json").is_file():
+        raise ConfigError(f"unknown job id {job_id}: no job folder at {root} "
+                          "(check --out / CPWHISPERX_OUT)")
+    return Job(id=job_id, root=root)
+
+
+class Manifest:
+    """Per-stage status, timings, outputs and fingerprints, saved atomically on each change."""
+
+    def __init__(self, job: Job, data: dict[str, Any]) -> None:
+        self.job = job
+        self.data = data
+
+    @classmethod
+    def new(cls, job: Job, stages: tuple[str, ...]) -> "Manifest":
+        return cls(job, {"job_id": job.id, "stages": {s: _pending() for s in stages},
+                         "runs": []})
+
+    @classmethod
+    def load(cls, job: Job) -> "Manifest":
+        try:
+            return cls(job, fsutil.read_json(job.manifest_path))
+        except (OSError, ValueError) as exc:
+            raise CpwError(f"cannot read {job.manifest_path}: {exc}; prepare the job again"
+                           ) from None
+
+    def save(self) -> None:
+        fsutil.write_json(self.job.manifest_path, self.data)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return self.data["stages"].setdefault(name, _pending())
+
+    @property
+    def run_record(self) -> dict[str, Any]:
+        return self.data["runs"][-1]
+
+    def start_run(self) -> None:
+        self.data["runs"].append({"started": now(), "ended": None, "status": "running",
+                                  "stages": {}})
+        self.save()
+
+    def end_run(self, status: str) -> None:
+        self.run_record.update(ended=now(), status=status)
+        self.save()
+
+    def mark_running(self, name: str, fingerprint: str) -> None:
+        entry = self.stage(name)
+        entry.update(status="running", started=now(), ended=None, seconds=None, error=None,
+                     fingerprint=fingerprint, warnings=[], attempts=entry.get("attempts", 0) + 1)
+        self.run_record["stages"][name] = "running"
+        self.save()
+
+    def mark_done(self, name: str, *, seconds: float, outputs: dict[str, dict[str, Any]],
+                  backend: str, warnings: list[str], meta: dict[str, Any]) -> None:
+        self.stage(name).update(status="done", ended=now(), seconds=round(seconds, 3),
+                                outputs=outputs, backend=backend, warnings=warnings, meta=meta)
+        self.run_record["stages"][name] = "ran"
+        self.save()
+
+    def mark_reused(self, name: str) -> None:
+        self.run_record["stages"][name] = "reused"
+        self.save()
+
+    def mark_failed(self, name: str, error: str, seconds: float) -> None:
+        self.stage(name).update(status="failed", ended=now(), seconds=round(seconds, 3),
+                                error=error)
+        self.run_record["stages"][name] = "failed"
+        self.save()
+
+
+def _pending() -> dict[str, Any]:
+    return {"status": "pending", "started": None, "ended": None, "seconds": None, "outputs": {},
+            "fingerprint": None, "backend": None, "warnings": [], "error": None, "attempts": 0,
+            "meta": {}}

@@ -1,0 +1,163 @@
+"""ffprobe / ffmpeg wrappers: inspect media, pick an audio stream, decode to 16 kHz mono WAV.
+
+Commands are argument lists, never shell strings, so any file name works.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cpwhisperx.errors import CpwError, MediaError
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStream:
+    position: int  # among audio streams, as in ffmpeg's "0:a:N"
+    codec: str
+    language: str | None
+    channels: int
+    title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    path: Path
+    duration: float
+    audio: tuple[AudioStream, ...]
+    has_video: bool
+
+
+def _tool(name: str) -> str:
+    if found := shutil.which(name):
+        return found
+    raise CpwError(f"{name} not found on PATH: install ffmpeg "
+                   "(apt-get install ffmpeg, brew install ffmpeg or winget install ffmpeg)")
+
+
+def check_file(path: Path) -> None:
+    """Fail early, with the reason, for a path that cannot be media at all."""
+    if not path.exists():
+        raise MediaError(f"media file not found: {path}")
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path} is an empty file (0 bytes): nothing to transcribe")
+
+
+def _looks_like_text(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def probe(path: Path) -> MediaInfo:
+    check_file(path)
+    proc = subprocess.run(
+        [_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
+         "-show_streams", str(path)], capture_output=True, text=True, errors="replace",
+        check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        if "moov atom not found" in proc.stderr:
+            raise MediaError(f"{path} is corrupt or truncated (its index, the moov atom, is "
+                             "missing): re-download or re-export it")
+        if _looks_like_text(path):
+            raise MediaError(f"{path} is not a media file (it contains text)")
+        raise MediaError(f"{path} is not a readable media file: {detail.split(': ', 1)[-1]}")
+    data = json.loads(proc.stdout or "{}")
+    streams = data.get("streams", [])
+    audio = tuple(
+        AudioStream(position=i, codec=s.get("codec_name", "?"),
+                    language=(s.get("tags") or {}).get("language"),
+                    channels=int(s.get("channels") or 0), title=(s.get("tags") or {}).get("title"))
+        for i, s in enumerate(st for st in streams if st.get("codec_type") == "audio"))
+    has_video = any(s.get("codec_type") == "video"
+                    and not (s.get("disposition") or {}).get("attached_pic") for s in streams)
+    if not streams:
+        raise MediaError(f"{path} is not a media file: no audio or video streams found")
+    try:
+        duration = float(data.get("format", {}).get("duration") or 0.0)
+    except ValueError:
+        duration = 0.0
+    return MediaInfo(path=path, duration=duration, audio=audio, has_video=has_video)
+
+
+def select_stream(info: MediaInfo, choice: str) -> AudioStream:
+    """The first audio stream, or the one chosen by position (``1``) or language tag (``hin``)."""
+    if not info.audio:
+        raise MediaError(f"{info.path} has no audio stream"
+                         + (" (video only)" if info.has_video else "")
+                         + ": choose a file with sound")
+    listing = ", ".join(f"{a.position}={a.language or 'und'}/{a.codec}" for a in info.audio)
+    if not choice:
+        return info.audio[0]
+    if choice.isdigit():
+        position = int(choice)
+        if position < len(info.audio):
+            return info.audio[position]
+        raise MediaError(f"{info.path} has no audio stream {position}; it has: {listing}")
+    for stream in info.audio:
+        if (stream.language or "").lower() == choice:
+            return stream
+    raise MediaError(f"{info.path} has no audio stream tagged {choice!r}; it has: {listing}")
+
+
+def extract_wav(info: MediaInfo, stream: AudioStream, out: Path, *,
+                on_progress: Callable[[float], None] | None = None) -> None:
+    """Decode one audio stream to 16 kHz mono 16-bit WAV, written atomically to ``out``."""
+    tmp = out.with_name(f".{out.name}.partial.wav")
+    cmd = [_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(info.path),
+           "-map", f"0:a:{stream.position}", "-vn", "-sn", "-dn", "-ac", "1",
+           "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav",
+           "-progress", "pipe:1", "-nostats", str(tmp)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        if on_progress and line.startswith("out_time_us=") and info.duration > 0:
+            with contextlib.suppress(ValueError):
+                on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / info.duration))
+    stderr = proc.stderr.read()
+    if proc.wait() != 0:
+        tmp.unlink(missing_ok=True)
+        detail = (stderr.strip().splitlines() or ["unknown error"])[-1]
+        if "No space left" in stderr:
+            raise CpwError(f"disk full while writing {out}: free some space and run again")
+        raise MediaError(f"cannot decode audio of {info.path}: {detail}")
+    if wav_frames(tmp) == 0:
+        tmp.unlink(missing_ok=True)
+        raise MediaError(f"{info.path}: the audio stream decodes to no samples "
+                         "(corrupt or truncated)")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(out)
+
+
+def wav_frames(path: Path) -> int:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes()
+
+
+def load_wav(path: Path) -> np.ndarray:
+    """The demuxed WAV as float32 in [-1, 1]."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getframerate() != SAMPLE_RATE or wav.getnchannels() != 1:
+            raise CpwError(f"{path} is not 16 kHz mono: delete it and run again")
+        data = wav.readframes(wav.getnframes())
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

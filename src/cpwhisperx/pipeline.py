@@ -1,0 +1,166 @@
+"""Run a job's stages in order, skipping those whose inputs and settings are unchanged."""
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cpwhisperx import __version__, config, fsutil, hardware
+from cpwhisperx.errors import CpwError
+from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
+from cpwhisperx.progress import Reporter, Row
+from cpwhisperx.stages import StageContext, asr, demux, export, vad
+
+STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, vad, asr, export)}
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"sha256": fsutil.sha256_file(path), "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns}
+
+
+def _intact(root: Path, outputs: dict[str, dict[str, Any]]) -> bool:
+    for rel, record in outputs.items():
+        path = root / rel
+        if not path.is_file() or path.stat().st_size != record["size"]:
+            return False
+        if (path.stat().st_mtime_ns != record["mtime_ns"]
+                and fsutil.sha256_file(path) != record["sha256"]):
+            return False
+    return True
+
+
+def _fingerprint(module: ModuleType, ctx: StageContext, manifest: Manifest) -> str:
+    payload = {"stage": module.NAME, "version": __version__,
+               "config": module.fingerprint_config(ctx),
+               "inputs": {up: {rel: rec["sha256"]
+                               for rel, rec in manifest.stage(up)["outputs"].items()}
+                          for up in module.INPUTS}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _remove_partials(*folders: Path) -> None:
+    """Temp files left by a run that was killed mid-write."""
+    for folder in folders:
+        for leftover in folder.glob(".*"):
+            if leftover.suffix in (".tmp", ".wav") and leftover.is_file():
+                leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _stage_log(job: Job, name: str):
+    """Everything logged while a stage runs (ours and the engines') goes to logs/<stage>.log."""
+    handler = logging.FileHandler(job.log_file(name), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.getLogger("faster_whisper").setLevel(logging.INFO)
+    try:
+        yield logging.getLogger(f"cpwhisperx.{name}")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Reporter) -> Row:
+    module = STAGES[name]
+    job = ctx.job
+    started = time.monotonic()
+    with _stage_log(job, name) as log:
+        ctx = replace(ctx, log=log)
+        try:
+            fingerprint = _fingerprint(module, ctx, manifest)
+            entry = manifest.stage(name)
+            if (entry["status"] == "done" and entry["fingerprint"] == fingerprint
+                    and _intact(job.root, entry["outputs"])):
+                manifest.mark_reused(name)
+                log.info("reused: inputs and settings unchanged")
+                return Row(name, "reused", entry["seconds"], entry["backend"] or "-")
+            _remove_partials(ctx.dir(name), job.outputs)
+            ctx.dir(name).mkdir(parents=True, exist_ok=True)
+            manifest.mark_running(name, fingerprint)
+            log.info("started")
+            with reporter.stage(name) as update:
+                result = module.run(replace(ctx, progress=update))
+            seconds = time.monotonic() - started
+            outputs = {str(p.relative_to(job.root)): _file_record(p) for p in result.outputs}
+            for warning in result.warnings:
+                log.warning(warning)
+                reporter.info(f"warning ({name}): {warning}")
+            manifest.mark_done(name, seconds=seconds, outputs=outputs, backend=result.backend,
+                               warnings=result.warnings, meta=result.meta)
+            log.info("done in %.2f s", seconds)
+            reporter.info(f"{name}: done in {seconds:.1f} s")
+            return Row(name, "ran", seconds, result.backend)
+        except KeyboardInterrupt:
+            manifest.mark_failed(name, "interrupted", time.monotonic() - started)
+            raise
+        except CpwError as exc:
+            _fail(manifest, log, name, exc.message, started)
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                message = (f"disk full while writing {exc.filename or job.root}: "
+                           "free some space and run again")
+            else:
+                message = f"{exc.filename or job.root}: {exc.strerror or exc}"
+            _fail(manifest, log, name, message, started)
+            raise CpwError(message) from exc
+        except Exception as exc:
+            log.exception("unexpected error")
+            message = (f"stage {name} failed: {type(exc).__name__}: {exc}; "
+                       f"details in {job.log_file(name)}")
+            _fail(manifest, log, name, message, started)
+            raise CpwError(message) from exc
+
+
+def _fail(manifest: Manifest, log: logging.Logger, name: str, message: str,
+          started: float) -> None:
+    log.error(message)
+    manifest.mark_failed(name, message, time.monotonic() - started)
+
+
+def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Reporter
+            ) -> list[Row]:
+    """Run or resume every stage of the job's workflow; raise CpwError on a failed stage."""
+    info = job.info()
+    settings = config.load_settings(job_file=job.env_file, cli=overrides)
+    hw = hardware.load(out_root)
+    resolved = hardware.resolve(settings, hw)
+    reporter.info(f"job {job.id}: {info['media']}")
+    reporter.info(f"hardware: {hw.describe()}")
+    reporter.info(f"engine: {resolved.backend} on {resolved.device}, {resolved.compute_type}, "
+                  f"{resolved.cpu_threads} threads ({resolved.why})")
+    ctx = StageContext(job=job, media=Path(info["media"]), settings=settings, hardware=hw,
+                       resolved=resolved, log=logging.getLogger("cpwhisperx"),
+                       progress=lambda _fraction: None)
+    rows: list[Row] = []
+    with job.lock():
+        manifest = Manifest.load(job)
+        manifest.start_run()
+        status = "failed"
+        try:
+            for name in WORKFLOWS[info["workflow"]]:
+                rows.append(_run_stage(name, ctx, manifest, reporter))
+            status = "done"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            manifest.end_run(status)
+    return rows
+
+
+def media_duration(job: Job) -> float | None:
+    path = demux.info_path(job)
+    return fsutil.read_json(path)["duration"] if path.is_file() else None

@@ -1,0 +1,33 @@
+"""Stages: each reads earlier stages' files from the job folder and writes its own."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx.config import Settings
+from cpwhisperx.hardware import Hardware, Resolved
+from cpwhisperx.jobs import Job
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageContext:
+    job: Job
+    media: Path
+    settings: Settings
+    hardware: Hardware
+    resolved: Resolved
+    log: logging.Logger
+    progress: Callable[[float], None]
+
+    def dir(self, stage: str) -> Path:
+        return self.job.stage_dir(stage)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageResult:
+    outputs: list[Path]
+    backend: str
+    warnings: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)

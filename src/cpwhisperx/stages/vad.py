@@ -1,0 +1,41 @@
+"""Stage 03: audio → ``speech.json``, the speech regions in seconds."""
+
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import fsutil, media
+from cpwhisperx.engines import vad as vad_engines
+from cpwhisperx.jobs import Job
+from cpwhisperx.stages import StageContext, StageResult, demux
+
+NAME = "vad"
+INPUTS = ("demux",)
+
+
+def speech_path(job: Job) -> Path:
+    return job.stage_dir(NAME) / "speech.json"
+
+
+def load_regions(job: Job) -> list[tuple[float, float]]:
+    return [(r["start"], r["end"]) for r in fsutil.read_json(speech_path(job))["regions"]]
+
+
+def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+    s = ctx.settings
+    return {"backend": s.vad_backend, "threshold": s.vad_threshold,
+            "min_silence_ms": s.vad_min_silence_ms, "speech_pad_ms": s.vad_speech_pad_ms}
+
+
+def run(ctx: StageContext) -> StageResult:
+    audio = media.load_wav(demux.audio_path(ctx.job))
+    duration = len(audio) / media.SAMPLE_RATE
+    engine = vad_engines.create(ctx.settings)
+    regions = engine.detect(audio)
+    ctx.progress(1.0)
+    speech = sum(end - start for start, end in regions)
+    fsutil.write_json(speech_path(ctx.job), {
+        "duration": duration, "speech_seconds": round(speech, 3),
+        "regions": [{"start": start, "end": end} for start, end in regions]})
+    ctx.log.info("%d speech regions, %.1f s of %.1f s", len(regions), speech, duration)
+    return StageResult(outputs=[speech_path(ctx.job)], backend=engine.name,
+                       meta={"regions": len(regions), "speech_seconds": round(speech, 3)})
