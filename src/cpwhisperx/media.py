@@ -74,11 +74,11 @@ def probe(path: Path) -> MediaInfo:
         check=False)
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        if _looks_like_text(path):
+            raise MediaError(f"{path} is not a media file (it contains text)")
         if "moov atom not found" in proc.stderr:
             raise MediaError(f"{path} is corrupt or truncated (its index, the moov atom, is "
                              "missing): re-download or re-export it")
-        if _looks_like_text(path):
-            raise MediaError(f"{path} is not a media file (it contains text)")
         raise MediaError(f"{path} is not a readable media file: {detail.split(': ', 1)[-1]}")
     data = json.loads(proc.stdout or "{}")
     streams = data.get("streams", [])

@@ -20,7 +20,7 @@ class Row:
 
 class Reporter:
     def __init__(self) -> None:
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
 
     def info(self, message: str) -> None:

@@ -69,7 +69,7 @@ def clamp_times(transcript: Transcript, duration: float) -> Transcript:
     """Enforce the contract: times inside [0, duration], start <= end, starts non-decreasing."""
 
     def clip(t: float, low: float) -> float:
-        return round(min(max(t, low), duration), 3)
+        return min(max(round(t, 3), low), duration)
 
     segments: list[Segment] = []
     last = 0.0
@@ -80,7 +80,7 @@ def clamp_times(transcript: Transcript, duration: float) -> Transcript:
             cursor = clip(w.start, cursor)
             words.append(Word(start=cursor, end=clip(w.end, cursor), text=w.text,
                               probability=w.probability))
-        end = clip(max([seg.end, *(w.end for w in words)]), start)
+        end = max([clip(seg.end, start), *(w.end for w in words)])
         segments.append(Segment(start=start, end=end, text=seg.text, words=tuple(words),
                                 speaker=seg.speaker))
         last = start

@@ -1,0 +1,39 @@
+# Quick start: `make demo` then `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install system-deps demo test lint bench clean
+
+install: system-deps $(VENV)/.installed
+
+# ffmpeg/ffprobe decode the media; installed from the system's package manager when missing.
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; \
+	  elif command -v brew >/dev/null; then brew install ffmpeg; \
+	  else echo "install ffmpeg with your package manager, then run make again" >&2; exit 1; fi; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/cpwhisperx --out out transcribe examples/sample.flac --source-language en
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/accuracy.py
+
+clean:
+	rm -rf $(VENV) out build src/*.egg-info

@@ -1,0 +1,75 @@
+"""Scoring against ``../shared/eval``: its manifest, text normalisation and WER/CER.
+
+Needs the ``[dev]`` extra (jiwer, whisper-normalizer); used by tests and ``bench/``.
+"""
+
+import json
+import os
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+
+def eval_root() -> Path:
+    """``CPWHISPERX_EVAL`` or the ``shared/eval`` folder beside the repository."""
+    if explicit := os.environ.get("CPWHISPERX_EVAL"):
+        return Path(explicit)
+    return Path(__file__).resolve().parents[3] / "shared" / "eval"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: str
+    path: Path
+    language: str | None
+    kind: str
+    duration: float | None
+    text: str | None
+    expect: str
+    meta: dict[str, Any]
+    words: list[dict[str, Any]] | None
+
+
+def items(root: Path | None = None) -> list[Item]:
+    root = root or eval_root()
+    entries = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    return [Item(id=e["id"], path=root / e["file"], language=e["language"], kind=e["kind"],
+                 duration=e["duration"], text=e["text"], expect=e["expect"],
+                 meta=e.get("meta") or {}, words=e.get("words")) for e in entries]
+
+
+@cache
+def _english_normalizer():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalize(text: str, language: str | None) -> str:
+    """Whisper's English normaliser for English (numbers, spelling); NFC + lowercase + no
+    punctuation otherwise (Devanagari vowel signs are marks and stay)."""
+    if language == "en":
+        return _english_normalizer()(text)
+    text = unicodedata.normalize("NFC", text).lower()
+    return " ".join("".join(c if unicodedata.category(c)[0] in "LMN" else " " for c in text)
+                    .split())
+
+
+def wer(reference: str, hypothesis: str, language: str | None) -> float:
+    import jiwer
+
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return jiwer.wer(ref, hyp or "")
+
+
+def cer(reference: str, hypothesis: str, language: str | None) -> float:
+    import jiwer
+
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return jiwer.cer(ref, hyp or "")

@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cpwhisperx import evaluation
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL = evaluation.eval_root()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests never touch the network or the user's caches; children inherit this.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    cache = Path(config.rootpath) / ".pytest_cache" / "cpwhisperx-cache"
+    os.environ.setdefault("CPWHISPERX_CACHE", str(cache))
+    os.environ.setdefault("HF_HOME", str(cache / "hf"))
+    assert (EVAL / "manifest.json").is_file(), f"evaluation data missing at {EVAL}"
+
+
+def clip(name: str) -> Path:
+    for folder in ("clips", "media"):
+        for path in (EVAL / folder).glob(f"{name}.*"):
+            return path
+    raise FileNotFoundError(name)
+
+
+def cli(out: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+        cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a child process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "cpwhisperx", "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failure prints; no traceback anywhere."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def job_root(out: Path, job_id: str) -> Path:
+    return next(out.glob(f"*/*/{job_id}"))
+
+
+def job_of(proc: subprocess.CompletedProcess[str]) -> str:
+    for line in proc.stderr.splitlines():
+        if line.startswith("job job-"):
+            return line.split()[1]
+    raise AssertionError(proc.stderr)

@@ -1,0 +1,78 @@
+import string
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cpwhisperx import config
+from cpwhisperx.config import KEYS, Settings, load_settings, parse_env_file
+from cpwhisperx.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTED = REPO / "config" / ".env.pipeline"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_documented_file_lists_every_key_with_its_default() -> None:
+    assert parse_env_file(DOCUMENTED) == Settings().to_env()
+    text = DOCUMENTED.read_text()
+    for key in KEYS:  # each key has a comment right above it
+        lines = text.splitlines()
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"{key}="))
+        assert lines[index - 1].startswith("#"), key
+
+
+def test_layers_later_wins(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cfg", "WHISPER_MODEL=base\nBEAM_SIZE=2\nBATCH_SIZE=3\nCPU_THREADS=1\n")
+    job = write(tmp_path / "job", "BEAM_SIZE=4\nBATCH_SIZE=4\nCPU_THREADS=4\n")
+    s = load_settings(config_file=cfg, job_file=job,
+                      environ={"BATCH_SIZE": "8", "CPU_THREADS": "8"}, cli={"CPU_THREADS": "16"})
+    assert (s.whisper_model, s.beam_size, s.batch_size, s.cpu_threads) == ("base", 4, 8, 16)
+
+
+def test_whisperx_is_an_alias_of_faster_whisper() -> None:
+    s = load_settings(cli={"WHISPER_BACKEND": "whisperx"}, environ={})
+    assert s.whisper_backend == "faster-whisper"
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("WHISPER_DEVICE", "gpu", "allowed values: 'auto', 'cpu' or 'cuda'"),
+    ("BEAM_SIZE", "0", "greater than or equal to 1"),
+    ("SOURCE_LANGUAGE", "klingon", "Whisper language code"),
+    ("AUDIO_STREAM", "x1", "3-letter language tag"),
+])
+def test_bad_value_names_key_source_and_allowed(key: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(cli={key: value}, environ={})
+    message = err.value.message
+    assert message.startswith(f"{key}={value!r} from the command line is not allowed")
+    assert expected in message and "\n" not in message
+
+
+def test_unknown_key_in_file_names_file_line_and_known_keys(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cfg", "# comment\nWHISPER_MODLE=base\n")
+    with pytest.raises(ConfigError, match=r"cfg:2: unknown key WHISPER_MODLE; known keys: "):
+        load_settings(config_file=cfg, environ={})
+
+
+def test_shell_characters_stay_literal(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    value = f"$(touch {marker}); `touch {marker}` && echo 'x' \"y\" | cat > {marker}"
+    job = tmp_path / "job.env"
+    config.write_job_env(job, Settings(whisper_model=value))
+    assert load_settings(job_file=job, environ={}).whisper_model == value
+    assert not marker.exists()
+
+
+@given(st.text(alphabet=string.printable.replace("\n", "").replace("\r", "")
+               .replace("\x0b", "").replace("\x0c", ""), max_size=40))
+def test_env_file_round_trips_any_one_line_value(value: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "job.env", config.format_env_file({"WHISPER_MODEL": value}))
+        assert parse_env_file(path)["WHISPER_MODEL"] == value

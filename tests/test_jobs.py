@@ -1,0 +1,57 @@
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from conftest import clip
+from cpwhisperx import jobs
+from cpwhisperx.config import Settings
+from cpwhisperx.errors import ConfigError
+
+
+def _prepare_at_once(out: str, barrier, queue) -> None:
+    barrier.wait()  # every process calls create() at the same instant
+    job = jobs.create(Path(out), media=clip("en_jfk"), workflow="transcribe",
+                      settings=Settings())
+    queue.put(job.id)
+
+
+def test_concurrent_prepares_get_different_ids(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    n = 8
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_prepare_at_once, args=(str(tmp_path), barrier, queue))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    ids = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(set(ids)) == n
+    assert all(jobs.JOB_ID.match(i) for i in ids)
+    assert sorted(int(i.rsplit("-", 1)[1]) for i in ids) == list(range(1, n + 1))
+
+
+def test_job_layout(tmp_path: Path) -> None:
+    job = jobs.create(tmp_path, media=clip("en_jfk"), workflow="transcribe",
+                      settings=Settings(source_language="en"))
+    assert job.root.parent.parent.parent == tmp_path
+    for name in ("job.json", ".env.pipeline", "manifest.json", "logs", "outputs"):
+        assert (job.root / name).exists(), name
+    manifest = jobs.Manifest.load(job)
+    assert list(manifest.data["stages"]) == ["demux", "vad", "asr", "export"]
+    assert {e["status"] for e in manifest.data["stages"].values()} == {"pending"}
+    assert job.info()["source_language"] == "en"
+    assert jobs.find(tmp_path, job.id) == job
+
+
+@pytest.mark.parametrize("bad", ["../x", "job-2026-x-1", "job-20261124-../../etc-0001", ""])
+def test_find_rejects_what_is_not_a_job_id(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ConfigError, match="not a job id"):
+        jobs.find(tmp_path, bad)
+
+
+def test_find_unknown_id(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown job id job-20260101-nobody-0001"):
+        jobs.find(tmp_path, "job-20260101-nobody-0001")

@@ -1,0 +1,42 @@
+import datetime as dt
+
+import srt
+import webvtt
+
+from cpwhisperx import writers
+from cpwhisperx.transcript import Segment, Transcript, Word
+
+SAMPLE = Transcript("en", (
+    Segment(0.5, 2.25, "Fish & chips <now> --> later", (Word(0.5, 1.0, "Fish"),)),
+    Segment(2.25, 2.25, ""),  # empty segments are not cues
+    Segment(3661.0, 3662.5, "An hour\tlater\nstill"),
+))
+
+
+def test_srt_parses_back() -> None:
+    subs = list(srt.parse(writers.to_srt(SAMPLE)))
+    assert [s.content for s in subs] == ["Fish & chips <now> --> later", "An hour\tlater\nstill"]
+    assert subs[0].start == dt.timedelta(seconds=0.5)
+    assert subs[1].end == dt.timedelta(seconds=3662.5)
+
+
+def test_vtt_parses_back_with_escaped_text() -> None:
+    vtt = webvtt.from_string(writers.to_vtt(SAMPLE))
+    assert [c.start for c in vtt] == ["00:00:00.500", "01:01:01.000"]
+    assert "&amp;" in writers.to_vtt(SAMPLE) and "-->" not in vtt[0].raw_text
+
+
+def test_txt_and_tsv() -> None:
+    assert writers.to_txt(SAMPLE) == "Fish & chips <now> --> later\nAn hour\tlater\nstill\n"
+    assert writers.to_tsv(SAMPLE).splitlines() == [
+        "start\tend\ttext", "500\t2250\tFish & chips <now> --> later",
+        "3661000\t3662500\tAn hour later still"]
+
+
+def test_empty_transcript_writes_valid_empty_files() -> None:
+    empty = Transcript("en", ())
+    assert writers.to_srt(empty) == ""
+    assert writers.to_vtt(empty).startswith("WEBVTT")
+    assert writers.to_txt(empty) == ""
+    assert writers.to_tsv(empty) == "start\tend\ttext\n"
+    assert Transcript.from_dict(__import__("json").loads(writers.to_json(empty))) == empty
