@@ -20,7 +20,8 @@ FLAG_KEYS = {"source_language": "SOURCE_LANGUAGE", "backend": "WHISPER_BACKEND",
 
 
 def _out_root(args: argparse.Namespace) -> Path:
-    return Path(args.out or os.environ.get("CPWHISPERX_OUT") or "out")
+    return Path(os.path.abspath(os.path.expanduser(
+        args.out or os.environ.get("CPWHISPERX_OUT") or "out")))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -43,7 +44,8 @@ def _prepare(args: argparse.Namespace, media_arg: str) -> "Job":
     if media.is_dir():
         raise MediaError(f"{media} is a folder, not a media file")
     settings = config.load_settings(cli=_overrides(args))
-    return jobs.create(_out_root(args), media=media.resolve(), workflow=args.workflow,
+    # Absolute, but symlinks kept: messages name the file as the user knows it.
+    return jobs.create(_out_root(args), media=Path(os.path.abspath(media)), workflow=args.workflow,
                        settings=settings)
 
 
