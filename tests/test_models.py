@@ -2,6 +2,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hub_server import serve
 
 from conftest import cli, clip, error_line, job_of, job_root
 from cpwhisperx import models
@@ -84,3 +85,23 @@ def test_missing_model_without_network_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     line = error_line(proc)
     assert "model 'large-v3' not found" in line and "download" in line
+
+
+def test_model_downloads_from_the_hub_when_online(tmp_path: Path) -> None:
+    """The real download path (huggingface_hub through faster-whisper), from a Hub on
+    loopback serving the shipped tiny.en files under another name; then offline from cache."""
+    hub = tmp_path / "hub"
+    with serve({"Systran/faster-whisper-small.en": models.resolve("tiny.en").path}) as (url, seen):
+        env = {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "", "HF_ENDPOINT": url}
+        proc = cli(tmp_path, "transcribe", str(clip("en_jfk")), "--model", "small.en", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert any(p.endswith("/model.bin") for p in seen)
+    manifest = (job_root(tmp_path, job_of(proc)) / "manifest.json").read_text()
+    assert '"model_source": "download"' in manifest
+    assert list(hub.glob("models--Systran--faster-whisper-small.en/snapshots/*/model.bin"))
+    # Now cached: found offline, no server needed.
+    again = cli(tmp_path, "transcribe", str(clip("en_jfk")), "--model", "small.en",
+                env={"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"})
+    assert again.returncode == 0, again.stderr
+    assert '"model_source": "hf-cache"' in (job_root(tmp_path, job_of(again))
+                                             / "manifest.json").read_text()
