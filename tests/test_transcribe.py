@@ -113,6 +113,18 @@ def _stage_status(manifest: Path, stage: str) -> str | None:
         return None
 
 
+def _workers_of(root: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"cpwhisperx.worker" in args and any(str(root).encode() in a for a in args):
+            found.append(cmdline.parent.name)
+    return found
+
+
 def test_sigkill_during_asr_resumes_without_redoing_demux_and_vad(tmp_path: Path) -> None:
     prepared = cli(tmp_path, "prepare", "--media", str(clip("en_lecture_plants")), "-s", "en")
     job_id = prepared.stdout.strip()
@@ -121,9 +133,12 @@ def test_sigkill_during_asr_resumes_without_redoing_demux_and_vad(tmp_path: Path
                             "-j", job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            cwd=REPO)
     _wait_for(lambda: _stage_status(manifest, "asr") == "running")
+    _wait_for(lambda: bool(_workers_of(job_root(tmp_path, job_id))))
     time.sleep(0.5)  # into the model load / decoding
     run.send_signal(signal.SIGKILL)
     run.wait()
+    # The worker notices at once (it would otherwise decode for seconds more): no orphan.
+    _wait_for(lambda: not _workers_of(job_root(tmp_path, job_id)), timeout=1)
     assert _stage_status(manifest, "asr") == "running"
     assert not (job_root(tmp_path, job_id) / "04_asr" / "transcript.json").exists()
 
@@ -131,9 +146,9 @@ def test_sigkill_during_asr_resumes_without_redoing_demux_and_vad(tmp_path: Path
     assert again.returncode == 0, again.stderr
     data = json.loads(manifest.read_text())
     assert data["runs"][-1]["stages"] == {"demux": "reused", "vad": "reused", "asr": "ran",
-                                          "export": "ran"}
-    assert [data["stages"][s]["attempts"] for s in ("demux", "vad", "asr", "export")] == \
-        [1, 1, 2, 1]
+                                          "align": "ran", "export": "ran"}
+    assert [data["stages"][s]["attempts"] for s in ("demux", "vad", "asr", "align", "export")] \
+        == [1, 1, 2, 1, 1]
     assert (job_root(tmp_path, job_id) / "outputs" / "en_lecture_plants.srt").is_file()
 
 

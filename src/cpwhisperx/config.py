@@ -33,7 +33,9 @@ class Settings(BaseModel):
     beam_size: int = Field(5, ge=1, le=20)
     batch_size: int = Field(1, ge=1, le=256)
     cpu_threads: int = Field(0, ge=0, le=1024)
-    alignment_backend: Literal["auto", "whisper", "same", "none"] = "auto"
+    asr_timeout_s: float = Field(0.0, ge=0.0)
+    alignment_backend: Literal["auto", "whisper", "pocketsphinx", "same", "none"] = "auto"
+    align_timeout_s: float = Field(0.0, ge=0.0)
     vad_backend: Literal["silero", "none"] = "silero"
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     vad_min_silence_ms: int = Field(2000, ge=0)

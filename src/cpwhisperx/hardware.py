@@ -6,7 +6,7 @@ import importlib.util
 import os
 import platform
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cpwhisperx import fsutil
@@ -121,3 +121,12 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     threads = settings.cpu_threads or hw.cpu_cores
     return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
                     why="; ".join(reasons) or "all set explicitly")
+
+
+def fallback(resolved: Resolved) -> Resolved | None:
+    """What to retry with after the engine crashed: CUDA → CPU int8; CPU → float32 kernels."""
+    if resolved.device == "cuda":
+        return replace(resolved, device="cpu", compute_type="int8", why="fallback after a crash")
+    if resolved.compute_type != "float32":
+        return replace(resolved, compute_type="float32", why="fallback after a crash")
+    return None

@@ -15,9 +15,9 @@ from cpwhisperx import __version__, config, fsutil, hardware
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
 from cpwhisperx.progress import Reporter, Row
-from cpwhisperx.stages import StageContext, asr, demux, export, vad
+from cpwhisperx.stages import StageContext, align, asr, demux, export, vad
 
-STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, vad, asr, export)}
+STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, vad, asr, align, export)}
 
 
 def _file_record(path: Path) -> dict[str, Any]:
@@ -85,7 +85,8 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
                     and _intact(job.root, entry["outputs"])):
                 manifest.mark_reused(name)
                 log.info("reused: inputs and settings unchanged")
-                return Row(name, "reused", entry["seconds"], entry["backend"] or "-")
+                return Row(name, "reused", entry["seconds"], entry["backend"] or "-",
+                           "; ".join(entry["warnings"]))
             _remove_partials(ctx.dir(name), job.outputs)
             ctx.dir(name).mkdir(parents=True, exist_ok=True)
             manifest.mark_running(name, fingerprint)
@@ -101,7 +102,7 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
                                warnings=result.warnings, meta=result.meta)
             log.info("done in %.2f s", seconds)
             reporter.info(f"{name}: done in {seconds:.1f} s")
-            return Row(name, "ran", seconds, result.backend)
+            return Row(name, "ran", seconds, result.backend, "; ".join(result.warnings))
         except KeyboardInterrupt:
             manifest.mark_failed(name, "interrupted", time.monotonic() - started)
             raise

@@ -16,12 +16,15 @@ class Row:
     status: str  # ran | reused | failed
     seconds: float | None
     backend: str
+    notes: str = ""  # fallbacks and other warnings
 
 
 class Reporter:
     def __init__(self) -> None:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
+        if not self.out.is_terminal:  # logs and pipes: don't squeeze the table into 80 columns
+            self.out.width = 160
 
     def info(self, message: str) -> None:
         self.err.print(message, markup=False)
@@ -47,13 +50,13 @@ class Reporter:
 
     def table(self, rows: list[Row], *, duration: float | None) -> None:
         table = Table(title="stages")
-        for column in ("stage", "status", "seconds", "backend", "RTF"):
+        for column in ("stage", "status", "seconds", "backend", "RTF", "notes"):
             table.add_column(column, justify="right" if column in ("seconds", "RTF") else "left")
         for row in rows:
             rtf = (f"{row.seconds / duration:.3f}" if row.seconds is not None and duration
                    and row.status == "ran" else "-")
             seconds = "-" if row.seconds is None else f"{row.seconds:.2f}"
-            table.add_row(row.stage, row.status, seconds, row.backend, rtf)
+            table.add_row(row.stage, row.status, seconds, row.backend, rtf, row.notes)
         ran = sum(r.seconds or 0.0 for r in rows if r.status == "ran")
         if duration:
             table.caption = (f"media {duration:.1f} s; stages ran {ran:.1f} s; "

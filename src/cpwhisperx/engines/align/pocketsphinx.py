@@ -1,0 +1,103 @@
+"""English forced alignment with pocketsphinx's bundled en-us acoustic model and CMUdict."""
+
+import re
+
+import numpy as np
+
+from cpwhisperx.engines.align import AlignmentFailed
+from cpwhisperx.media import SAMPLE_RATE
+
+PAD_S = 0.2  # ASR segment bounds are loose; a word cut at the edge would be stretched to fit
+FRAME_S = 0.01  # pocketsphinx's default frame rate is 100 frames/s
+# Punctuation Whisper attaches to words; never part of a CMUdict entry.
+_EDGE = "\"\u201c\u201d\u2018,;:!?()[]{}…«»"
+_NOT_WORD = re.compile(r"[^a-z0-9'.\-]")
+_VARIANT = re.compile(r"\(\d+\)$")  # seg() names the pronunciation used, e.g. "the(2)"
+
+
+class PocketsphinxAligner:
+    name = "pocketsphinx"
+
+    def __init__(self) -> None:
+        import pocketsphinx
+
+        # No language model: each segment gets its own search from set_align_text().
+        self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL")
+
+    def _tokens(self, word: str) -> list[str]:
+        """CMUdict spellings for one written word; [] when the dictionary lacks it."""
+        text = word.lower().replace("\u2019", "'").strip(_EDGE)
+        # CMUdict keeps "mr.", "u.s.", "don't", "parents'", so try the word as written first.
+        core = _NOT_WORD.sub("", text).strip(".'-")
+        for candidate in (text, core):
+            if candidate and self._decoder.lookup_word(candidate) is not None:
+                return [candidate]
+        parts = [p.strip(".'") for p in core.split("-")]
+        if len(parts) > 1 and all(p and self._decoder.lookup_word(p) for p in parts):
+            return parts  # "state-of-the-art" style compounds missing as a whole
+        return []
+
+    def align_segment(self, audio: np.ndarray, *, start: float, end: float,
+                      words: list[str]) -> list[tuple[float, float]]:
+        if not words:
+            return []
+        tokens = [self._tokens(w) for w in words]
+        flat = [t for ts in tokens for t in ts]
+        if not flat:
+            raise AlignmentFailed("no word of the segment is in the pronunciation dictionary")
+        lo = max(0, int((start - PAD_S) * SAMPLE_RATE))
+        hi = min(len(audio), int(np.ceil((end + PAD_S) * SAMPLE_RATE)))
+        if hi - lo < SAMPLE_RATE * FRAME_S * len(flat):
+            raise AlignmentFailed("window too short for its words")
+        pcm = (np.clip(audio[lo:hi], -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        decoder = self._decoder
+        try:
+            decoder.set_align_text(" ".join(flat))
+            decoder.start_utt()
+            # full_utt: normalise cepstra over this window instead of a running estimate
+            # carried over from the previous segment.
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+        except RuntimeError as exc:
+            raise AlignmentFailed(f"pocketsphinx: {exc}") from exc
+        if decoder.hyp() is None:  # the search never reached the end of the word sequence
+            raise AlignmentFailed("pocketsphinx found no alignment for the segment")
+        offset = lo / SAMPLE_RATE
+        found = [(_VARIANT.sub("", s.word), offset + s.start_frame * FRAME_S,
+                  offset + (s.end_frame + 1) * FRAME_S)  # end_frame is inclusive
+                 for s in decoder.seg() or () if s.word not in ("<s>", "</s>", "<sil>", "(NULL)")
+                 and not s.word.startswith("[")]
+        if [f[0] for f in found] != flat:
+            raise AlignmentFailed("pocketsphinx returned words other than those given")
+        spans = iter(found)
+        times: list[tuple[float, float] | None] = []
+        for ts in tokens:
+            parts = [next(spans) for _ in ts]
+            times.append((parts[0][1], parts[-1][2]) if parts else None)
+        return _fill(times, words, start, end)
+
+
+def _fill(times: list[tuple[float, float] | None], words: list[str], start: float,
+          end: float) -> list[tuple[float, float]]:
+    """Spread each run of unaligned words over the gap between its aligned neighbours."""
+    out: list[tuple[float, float]] = []
+    i = 0
+    while i < len(times):
+        span = times[i]
+        if span is not None:
+            out.append((round(span[0], 3), round(span[1], 3)))
+            i += 1
+            continue
+        j = i
+        while j < len(times) and times[j] is None:
+            j += 1
+        nxt = times[j] if j < len(times) else None
+        gap_lo = out[-1][1] if out else min(start, nxt[0] if nxt else start)
+        gap_hi = max(gap_lo, nxt[0] if nxt else max(end, gap_lo))
+        sizes = [len(w) or 1 for w in words[i:j]]
+        cursor, step = gap_lo, (gap_hi - gap_lo) / sum(sizes)
+        for size in sizes:
+            out.append((round(cursor, 3), round(cursor + size * step, 3)))
+            cursor += size * step
+        i = j
+    return out

@@ -1,0 +1,96 @@
+"""Stage 05: transcript + audio → ``transcript.json`` with word times from the chosen aligner.
+
+A forced aligner runs in a worker process with a timeout. If it crashes or hangs, the job
+keeps Whisper's own word times; if there are none, words are spread evenly over each segment
+and the transcript is flagged (``meta.word_times = "interpolated"``).
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import fsutil, isolation, media
+from cpwhisperx.engines import align as aligners
+from cpwhisperx.errors import CpwError
+from cpwhisperx.jobs import Job
+from cpwhisperx.stages import StageContext, StageResult, asr, demux
+from cpwhisperx.transcript import Segment, Transcript, Word, clamp_times
+
+NAME = "align"
+INPUTS = ("demux", "asr")
+
+
+def transcript_path(job: Job) -> Path:
+    return job.stage_dir(NAME) / "transcript.json"
+
+
+def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+    return {"backend": ctx.settings.alignment_backend}
+
+
+def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
+    """In the worker: align every segment; a segment that fails keeps Whisper's words."""
+    from cpwhisperx.engines.align.pocketsphinx import PocketsphinxAligner
+
+    aligner = PocketsphinxAligner()
+    audio = media.load_wav(Path(task["audio"]))
+    transcript = Transcript.from_dict(fsutil.read_json(Path(task["transcript"])))
+    segments, failed = [], []
+    for i, seg in enumerate(transcript.segments):
+        texts = [w.text for w in seg.words] or seg.text.split()
+        try:
+            times = aligner.align_segment(audio, start=seg.start, end=seg.end, words=texts)
+        except aligners.AlignmentFailed as exc:
+            failed.append(f"{seg.start:.2f}-{seg.end:.2f} s: {exc}")
+            segments.append(seg)
+        else:
+            probs = [w.probability for w in seg.words] or [1.0] * len(texts)
+            words = tuple(Word(start=s, end=e, text=t, probability=p)
+                          for (s, e), t, p in zip(times, texts, probs, strict=True))
+            segments.append(Segment(min(seg.start, words[0].start), max(seg.end, words[-1].end),
+                                    seg.text, words, seg.speaker))
+        progress((i + 1) / len(transcript.segments))
+    aligned = clamp_times(Transcript(transcript.language, tuple(segments), transcript.meta),
+                          len(audio) / media.SAMPLE_RATE)
+    meta = {**transcript.meta, "word_times": aligner.name, "unaligned_segments": failed}
+    return Transcript(aligned.language, aligned.segments, meta).to_dict()
+
+
+def _without_aligner(transcript: Transcript, setting: str) -> tuple[Transcript, str]:
+    """Whisper's words where the ASR gave them, else evenly spread words (flagged)."""
+    if setting == "none":
+        segments = tuple(Segment(s.start, s.end, s.text, (), s.speaker)
+                         for s in transcript.segments)
+        return Transcript(transcript.language, segments, transcript.meta), "none"
+    if all(s.words for s in transcript.segments):
+        return transcript, "whisper"
+    segments = tuple(s if s.words else aligners.interpolate(s) for s in transcript.segments)
+    meta = {**transcript.meta, "word_times": "interpolated"}
+    return Transcript(transcript.language, segments, meta), "interpolated"
+
+
+def run(ctx: StageContext) -> StageResult:
+    transcript = Transcript.from_dict(fsutil.read_json(asr.transcript_path(ctx.job)))
+    out = transcript_path(ctx.job)
+    name = aligners.choose(ctx.settings.alignment_backend, transcript.language)
+    if name in ("whisper", "none") or not transcript.segments:
+        result, used = _without_aligner(transcript, name)
+        fsutil.write_json(out, result.to_dict())
+        return StageResult(outputs=[out], backend=used)
+    if not aligners.available(name):
+        raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: pip install {name}")
+    duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
+    task = {"audio": str(demux.audio_path(ctx.job)),
+            "transcript": str(asr.transcript_path(ctx.job))}
+    used, warnings = isolation.run_chain(
+        NAME, [(name, task)], result=out,
+        timeout=ctx.settings.align_timeout_s or 60 + duration, log_file=ctx.job.log_file(NAME),
+        on_progress=ctx.progress)
+    if used is None:
+        result, used = _without_aligner(transcript, "whisper")
+        warnings.append(f"kept {used} word times instead")
+        fsutil.write_json(out, result.to_dict())
+    failed = fsutil.read_json(out)["meta"].get("unaligned_segments") or []
+    if failed:
+        warnings.append(f"{len(failed)} segment(s) kept Whisper's word times: {failed[0]}")
+    return StageResult(outputs=[out], backend=used, warnings=warnings)
