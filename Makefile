@@ -29,7 +29,15 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
-test: lint
+# The torch extra's engines are tested too. TORCH pins the CPU build of this machine kind
+# (a plain "torch" would pull the multi-GB CUDA build).
+TORCH ?= torch==2.13.0
+$(VENV)/.torch: $(VENV)/.installed
+	$(BIN)/pip install -q '$(TORCH)'
+	$(BIN)/pip install -q -e '.[dev,torch]'
+	touch $@
+
+test: lint $(VENV)/.torch
 	$(BIN)/pytest -q
 
 bench: install

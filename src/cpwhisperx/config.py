@@ -34,7 +34,9 @@ class Settings(BaseModel):
     batch_size: int = Field(1, ge=1, le=256)
     cpu_threads: int = Field(0, ge=0, le=1024)
     asr_timeout_s: float = Field(0.0, ge=0.0)
-    alignment_backend: Literal["auto", "whisper", "pocketsphinx", "same", "none"] = "auto"
+    alignment_backend: Literal["auto", "whisper", "pocketsphinx", "wav2vec2", "same",
+                               "none"] = "auto"
+    alignment_model: str = ""
     align_timeout_s: float = Field(0.0, ge=0.0)
     vad_backend: Literal["silero", "none"] = "silero"
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)

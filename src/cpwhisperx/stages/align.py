@@ -25,16 +25,24 @@ def transcript_path(job: Job) -> Path:
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"backend": ctx.settings.alignment_backend}
+    return {"backend": ctx.settings.alignment_backend, "model": ctx.settings.alignment_model}
+
+
+def _aligner(name: str, *, language: str, model: str) -> Any:
+    if name == "pocketsphinx":
+        from cpwhisperx.engines.align.pocketsphinx import PocketsphinxAligner
+
+        return PocketsphinxAligner()
+    from cpwhisperx.engines.align.wav2vec2 import Wav2Vec2Aligner
+
+    return Wav2Vec2Aligner(language=language, model=model or None)
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: align every segment; a segment that fails keeps Whisper's words."""
-    from cpwhisperx.engines.align.pocketsphinx import PocketsphinxAligner
-
-    aligner = PocketsphinxAligner()
-    audio = media.load_wav(Path(task["audio"]))
     transcript = Transcript.from_dict(fsutil.read_json(Path(task["transcript"])))
+    aligner = _aligner(task["aligner"], language=transcript.language, model=task["model"])
+    audio = media.load_wav(Path(task["audio"]))
     segments, failed = [], []
     for i, seg in enumerate(transcript.segments):
         texts = [w.text for w in seg.words] or seg.text.split()
@@ -78,9 +86,10 @@ def run(ctx: StageContext) -> StageResult:
         fsutil.write_json(out, result.to_dict())
         return StageResult(outputs=[out], backend=used)
     if not aligners.available(name):
-        raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: pip install {name}")
+        raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: {aligners.INSTALL[name]}")
     duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
-    task = {"audio": str(demux.audio_path(ctx.job)),
+    task = {"audio": str(demux.audio_path(ctx.job)), "aligner": name,
+            "model": ctx.settings.alignment_model,
             "transcript": str(asr.transcript_path(ctx.job))}
     used, warnings = isolation.run_chain(
         NAME, [(name, task)], result=out,

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from cpwhisperx.engines.align import AlignmentFailed
+from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
 from cpwhisperx.media import SAMPLE_RATE
 
 PAD_S = 0.2  # ASR segment bounds are loose; a word cut at the edge would be stretched to fit
@@ -74,30 +74,5 @@ class PocketsphinxAligner:
         for ts in tokens:
             parts = [next(spans) for _ in ts]
             times.append((parts[0][1], parts[-1][2]) if parts else None)
-        return _fill(times, words, start, end)
+        return fill_gaps(times, words, start, end)
 
-
-def _fill(times: list[tuple[float, float] | None], words: list[str], start: float,
-          end: float) -> list[tuple[float, float]]:
-    """Spread each run of unaligned words over the gap between its aligned neighbours."""
-    out: list[tuple[float, float]] = []
-    i = 0
-    while i < len(times):
-        span = times[i]
-        if span is not None:
-            out.append((round(span[0], 3), round(span[1], 3)))
-            i += 1
-            continue
-        j = i
-        while j < len(times) and times[j] is None:
-            j += 1
-        nxt = times[j] if j < len(times) else None
-        gap_lo = out[-1][1] if out else min(start, nxt[0] if nxt else start)
-        gap_hi = max(gap_lo, nxt[0] if nxt else max(end, gap_lo))
-        sizes = [len(w) or 1 for w in words[i:j]]
-        cursor, step = gap_lo, (gap_hi - gap_lo) / sum(sizes)
-        for size in sizes:
-            out.append((round(cursor, 3), round(cursor + size * step, 3)))
-            cursor += size * step
-        i = j
-    return out
