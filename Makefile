@@ -29,8 +29,8 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
-# The torch extra's engines are tested too. TORCH pins the CPU build of this machine kind
-# (a plain "torch" would pull the multi-GB CUDA build).
+# The torch extra's engines are tested too. TORCH names the build to install first; on our
+# machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a CPU index).
 TORCH ?= torch==2.13.0
 $(VENV)/.torch: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
@@ -42,6 +42,7 @@ test: lint $(VENV)/.torch
 
 bench: install
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/alignment.py
 
 clean:
-	rm -rf $(VENV) out build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info  # never ./out: it holds the user's jobs

@@ -228,3 +228,16 @@ def test_seed_wrappers(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     env_file = (job_root(tmp_path, job_id) / ".env.pipeline").read_text()
     assert "WHISPER_BACKEND=faster-whisper" in env_file and "SOURCE_LANGUAGE=en" in env_file
+
+
+def test_media_moved_after_the_job_keeps_its_results(tmp_path: Path) -> None:
+    media = tmp_path / "talk.flac"
+    shutil.copyfile(clip("en_jfk"), media)
+    proc = cli(tmp_path, "transcribe", str(media), "-s", "en")
+    assert proc.returncode == 0, proc.stderr
+    media.unlink()
+    again = cli(tmp_path, "run", "-j", job_of(proc))
+    assert again.returncode == 0, again.stderr
+    assert f"media file not found: {media}; kept the earlier result" in again.stderr
+    runs = json.loads((job_root(tmp_path, job_of(proc)) / "manifest.json").read_text())["runs"]
+    assert set(runs[-1]["stages"].values()) == {"reused"}

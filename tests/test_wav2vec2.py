@@ -216,3 +216,15 @@ def test_pipeline_aligns_with_wav2vec2_in_the_worker(tiny_model: Path, tmp_path:
     transcript = json.loads((root / "outputs" / "en_jfk.json").read_text())
     assert transcript["meta"]["word_times"] == "wav2vec2"
     assert all(seg["words"] for seg in transcript["segments"])
+
+
+def test_auto_falls_back_when_the_ctc_model_is_not_downloaded(tmp_path: Path) -> None:
+    """auto picks wav2vec2 for Hindi; offline with an empty cache the job still finishes,
+    with Whisper's word times and the reason in the manifest."""
+    proc = cli(tmp_path, "transcribe", str(clip("en_jfk")), "-s", "hi",
+               env={"HF_HUB_CACHE": str(tmp_path / "empty-hub")})
+    assert proc.returncode == 0, proc.stderr
+    align = json.loads((job_root(tmp_path, job_of(proc)) / "manifest.json").read_text())[
+        "stages"]["align"]
+    assert align["backend"] == "whisper"
+    assert align["warnings"][0].startswith("fallback: wav2vec2: wav2vec2 alignment model")

@@ -131,7 +131,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-stream", metavar="N|TAG",
                         help="audio stream by position (0, 1, ...) or language tag (eng, hin)")
     parser.add_argument("--batch-size", type=int, help="decode N windows at once (default 1)")
-    parser.add_argument("--align", help="word timing: auto, whisper, same or none")
+    parser.add_argument("--align",
+                        help="word timing: auto, pocketsphinx, wav2vec2, whisper, same or none")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any config key (see config/.env.pipeline); repeatable")
 

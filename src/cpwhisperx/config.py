@@ -128,7 +128,8 @@ def load_settings(*, job_file: Path | None = None, cli: Mapping[str, str] | None
     """Merge the layers (later wins) and validate once, naming where a bad value came from."""
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Mapping[str, str]]] = []
-    config_file = config_file or default_config_file()
+    if config_file is None and job_file is None:  # a job file already holds every key
+        config_file = default_config_file()
     if config_file is not None:
         layers.append((str(config_file), parse_env_file(config_file)))
     if job_file is not None:

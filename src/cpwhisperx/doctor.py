@@ -1,6 +1,5 @@
 """``cpwhisperx doctor``: what this machine has, which engines work, which models are local."""
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -11,18 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from cpwhisperx import __version__, hardware, models
+from cpwhisperx.hardware import package_version
 
-ENGINES = {  # engine: (distribution, what it provides, extra that installs it)
-    "faster-whisper": ("faster-whisper", "ASR on CPU/CUDA (CTranslate2)", "core"),
-    "silero-vad": ("onnxruntime", "VAD, ONNX model bundled with faster-whisper", "core"),
+ENGINES = {  # engine: (distributions it needs, what it provides, extra that installs it)
+    "faster-whisper": (("faster-whisper",), "ASR on CPU/CUDA (CTranslate2)", "core"),
+    "silero-vad": (("onnxruntime",), "VAD, ONNX model bundled with faster-whisper", "core"),
+    "pocketsphinx": (("pocketsphinx",), "English forced alignment (model included)", "core"),
+    "wav2vec2": (("torch", "transformers"), "CTC forced alignment", "torch"),
 }
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _ffmpeg() -> dict[str, Any]:
@@ -36,10 +31,10 @@ def _ffmpeg() -> dict[str, Any]:
 
 def report(out_root: Path) -> dict[str, Any]:
     hw = hardware.load(out_root, refresh=True)
-    engines = {name: {"installed": _version(dist) is not None, "version": _version(dist),
-                      "provides": what, "extra": extra}
-               for name, (dist, what, extra) in ENGINES.items()}
-    if _version("ctranslate2"):
+    engines = {name: {"installed": all(map(package_version, dists)),
+                      "version": package_version(dists[0]), "provides": what, "extra": extra}
+               for name, (dists, what, extra) in ENGINES.items()}
+    if package_version("ctranslate2"):
         import ctranslate2
 
         engines["faster-whisper"]["compute_types_cpu"] = sorted(
@@ -72,7 +67,8 @@ def main(*, out_root: Path, as_json: bool) -> int:
     print(f"ffmpeg:   {data['ffmpeg']['version'] or 'NOT FOUND'}")
     print("engines:")
     for name, engine in data["engines"].items():
-        state = engine["version"] or f"not installed (extra: {engine['extra']})"
+        state = (engine["version"] if engine["installed"]
+                 else f"not installed (extra: {engine['extra']})")
         print(f"  {name:<15} {state:<12} {engine['provides']}")
     print("models found locally:")
     for model in data["models"]:

@@ -23,5 +23,10 @@ class MediaError(CpwError):
     """The media file cannot be used (missing, empty, corrupt, no audio)."""
 
 
+class EngineUnavailable(CpwError):
+    """An engine cannot start in this configuration (CUDA out of memory, no driver, an
+    unsupported compute type): the next configuration of the fallback chain may work."""
+
+
 class ModelNotFound(CpwError):
     """No model of that name could be found locally or downloaded."""

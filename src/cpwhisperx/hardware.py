@@ -42,7 +42,7 @@ class Resolved:
     why: str
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -50,8 +50,10 @@ def _version(dist: str) -> str | None:
 
 
 def _signature() -> str:
-    # A new host, OS or CTranslate2 build may see different devices: detect again then.
-    return "|".join((socket.gethostname(), platform.platform(), _version("ctranslate2") or "-"))
+    # A new host, OS, CTranslate2 build, visible GPUs or CPU affinity: detect again then.
+    return "|".join((socket.gethostname(), platform.platform(),
+                     package_version("ctranslate2") or "-",
+                     os.environ.get("CUDA_VISIBLE_DEVICES", "*"), str(_cpu_cores())))
 
 
 def _cuda_devices() -> int:
@@ -84,7 +86,7 @@ def detect() -> Hardware:
     return Hardware(system=system, machine=machine, cpu_cores=_cpu_cores(),
                     memory_gb=round(_memory_gb(), 1), cuda_devices=_cuda_devices(),
                     apple_silicon=system == "Darwin" and machine == "arm64",
-                    ctranslate2=_version("ctranslate2"), signature=_signature())
+                    ctranslate2=package_version("ctranslate2"), signature=_signature())
 
 
 def load(out_root: Path, *, refresh: bool = False) -> Hardware:

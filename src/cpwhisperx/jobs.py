@@ -62,7 +62,11 @@ class Job:
         return self.root / f"{STAGE_NUMBERS[stage]:02d}_{stage}"
 
     def info(self) -> dict[str, Any]:
-        return fsutil.read_json(self.job_json)
+        try:
+            return fsutil.read_json(self.job_json)
+        except (OSError, ValueError) as exc:
+            raise CpwError(f"cannot read {self.job_json}: {exc}; prepare the job again"
+                           ) from None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -160,6 +164,9 @@ class Manifest:
         return self.data["runs"][-1]
 
     def start_run(self) -> None:
+        for run in self.data["runs"]:  # we hold the lock: a "running" record is a dead run
+            if run["status"] == "running":
+                run["status"] = "interrupted"
         self.data["runs"].append({"started": now(), "ended": None, "status": "running",
                                   "stages": {}})
         self.save()
@@ -171,7 +178,8 @@ class Manifest:
     def mark_running(self, name: str, fingerprint: str) -> None:
         entry = self.stage(name)
         entry.update(status="running", started=now(), ended=None, seconds=None, error=None,
-                     fingerprint=fingerprint, warnings=[], attempts=entry.get("attempts", 0) + 1)
+                     fingerprint=fingerprint, warnings=[], outputs={}, backend=None, meta={},
+                     attempts=entry.get("attempts", 0) + 1)
         self.run_record["stages"][name] = "running"
         self.save()
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,15 +127,18 @@ def extract_wav(info: MediaInfo, stream: AudioStream, out: Path, *,
            "-map", f"0:a:{stream.position}", "-vn", "-sn", "-dn", "-ac", "1",
            "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav",
            "-progress", "pipe:1", "-nostats", str(tmp)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace")
-    assert proc.stdout is not None and proc.stderr is not None
-    for line in proc.stdout:
-        if on_progress and line.startswith("out_time_us=") and info.duration > 0:
-            with contextlib.suppress(ValueError):
-                on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / info.duration))
-    stderr = proc.stderr.read()
-    if proc.wait() != 0:
+    # stderr goes to a file: a damaged file can print more errors than a pipe holds.
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=errors, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if on_progress and line.startswith("out_time_us=") and info.duration > 0:
+                with contextlib.suppress(ValueError):
+                    on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / info.duration))
+        returncode = proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    if returncode != 0:
         tmp.unlink(missing_ok=True)
         detail = (stderr.strip().splitlines() or ["unknown error"])[-1]
         if "No space left" in stderr:

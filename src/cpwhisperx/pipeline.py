@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from cpwhisperx import __version__, config, fsutil, hardware
-from cpwhisperx.errors import CpwError
+from cpwhisperx.errors import CpwError, MediaError
 from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
 from cpwhisperx.progress import Reporter, Row
 from cpwhisperx.stages import StageContext, align, asr, demux, export, vad
@@ -57,6 +57,7 @@ def _remove_partials(*folders: Path) -> None:
 @contextlib.contextmanager
 def _stage_log(job: Job, name: str):
     """Everything logged while a stage runs (ours and the engines') goes to logs/<stage>.log."""
+    job.log_file(name).parent.mkdir(exist_ok=True)
     handler = logging.FileHandler(job.log_file(name), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -79,10 +80,17 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
     with _stage_log(job, name) as log:
         ctx = replace(ctx, log=log)
         try:
-            fingerprint = _fingerprint(module, ctx, manifest)
             entry = manifest.stage(name)
-            if (entry["status"] == "done" and entry["fingerprint"] == fingerprint
-                    and _intact(job.root, entry["outputs"])):
+            done = entry["status"] == "done" and _intact(job.root, entry["outputs"])
+            try:
+                fingerprint = _fingerprint(module, ctx, manifest)
+            except MediaError as exc:
+                if not done:
+                    raise
+                # The media moved or went away after demux: what was made from it still holds.
+                reporter.info(f"warning ({name}): {exc.message}; kept the earlier result")
+                fingerprint = entry["fingerprint"]
+            if done and entry["fingerprint"] == fingerprint:
                 manifest.mark_reused(name)
                 log.info("reused: inputs and settings unchanged")
                 return Row(name, "reused", entry["seconds"], entry["backend"] or "-",

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 from cpwhisperx import faults, fsutil
-from cpwhisperx.errors import CpwError
-from cpwhisperx.isolation import ERROR_EXIT
+from cpwhisperx.errors import CpwError, EngineUnavailable
+from cpwhisperx.isolation import ERROR_EXIT, RETRY_EXIT
 
 
 def _progress(fraction: float) -> None:
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
             faults.crash("segv")  # like MLX/CTranslate2 dying while freeing the model
     except CpwError as exc:
         print(f"error {exc.message}", flush=True)
-        return ERROR_EXIT
+        return RETRY_EXIT if isinstance(exc, EngineUnavailable) else ERROR_EXIT
     return 0
 
 

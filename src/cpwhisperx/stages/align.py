@@ -24,8 +24,15 @@ def transcript_path(job: Job) -> Path:
     return job.stage_dir(NAME) / "transcript.json"
 
 
+def _chosen(ctx: StageContext, language: str) -> str:
+    return aligners.choose(ctx.settings.alignment_backend, language,
+                           model=ctx.settings.alignment_model)
+
+
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"backend": ctx.settings.alignment_backend, "model": ctx.settings.alignment_model}
+    # The aligner actually chosen: installing an extra changes it, and so does the language.
+    language = fsutil.read_json(asr.transcript_path(ctx.job))["language"]
+    return {"aligner": _chosen(ctx, language), "model": ctx.settings.alignment_model}
 
 
 def _aligner(name: str, *, language: str, model: str) -> Any:
@@ -80,7 +87,7 @@ def _without_aligner(transcript: Transcript, setting: str) -> tuple[Transcript, 
 def run(ctx: StageContext) -> StageResult:
     transcript = Transcript.from_dict(fsutil.read_json(asr.transcript_path(ctx.job)))
     out = transcript_path(ctx.job)
-    name = aligners.choose(ctx.settings.alignment_backend, transcript.language)
+    name = _chosen(ctx, transcript.language)
     if name in ("whisper", "none") or not transcript.segments:
         result, used = _without_aligner(transcript, name)
         fsutil.write_json(out, result.to_dict())
@@ -91,10 +98,15 @@ def run(ctx: StageContext) -> StageResult:
     task = {"audio": str(demux.audio_path(ctx.job)), "aligner": name,
             "model": ctx.settings.alignment_model,
             "transcript": str(asr.transcript_path(ctx.job))}
-    used, warnings = isolation.run_chain(
-        NAME, [(name, task)], result=out,
-        timeout=ctx.settings.align_timeout_s or 60 + duration, log_file=ctx.job.log_file(NAME),
-        on_progress=ctx.progress)
+    try:
+        used, warnings = isolation.run_chain(
+            NAME, [(name, task)], result=out,
+            timeout=ctx.settings.align_timeout_s or 60 + duration,
+            log_file=ctx.job.log_file(NAME), on_progress=ctx.progress)
+    except CpwError as exc:  # e.g. its model is not downloaded: asked for, so say it
+        if ctx.settings.alignment_backend != "auto":
+            raise
+        used, warnings = None, [f"fallback: {name}: {exc.message}"]
     if used is None:
         result, used = _without_aligner(transcript, "whisper")
         warnings.append(f"kept {used} word times instead")

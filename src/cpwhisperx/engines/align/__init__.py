@@ -19,15 +19,25 @@ def available(name: str) -> bool:
     return all(importlib.util.find_spec(module) for module in NEEDS[name])
 
 
-def choose(setting: str, language: str) -> str:
+def choose(setting: str, language: str, *, model: str = "") -> str:
     """``auto``: the best available aligner for the language. For English, pocketsphinx
-    (median word-boundary error 8/28 ms in bench/alignment.py, against Whisper's 61/166 ms)."""
+    (median word-boundary error 8/28 ms in bench/alignment.py, against Whisper's 61/166 ms);
+    wav2vec2 where the torch extra is installed and a model for the language is known."""
     if setting == "same":
         return "whisper"
     if setting != "auto":
         return setting
     order = ("pocketsphinx", "wav2vec2") if language == "en" else ("wav2vec2",)
-    return next((name for name in order if available(name)), "whisper")
+    for name in order:
+        if available(name) and (name != "wav2vec2" or model or _has_ctc_model(language)):
+            return name
+    return "whisper"
+
+
+def _has_ctc_model(language: str) -> bool:
+    from cpwhisperx.engines.align.wav2vec2 import DEFAULT_MODELS
+
+    return language in DEFAULT_MODELS
 
 
 def interpolate(segment: Segment) -> Segment:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from cpwhisperx.errors import CpwError
+from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.media import SAMPLE_RATE
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment, Transcript, Word
@@ -47,9 +47,8 @@ class FasterWhisperEngine:
                                       cpu_threads=cpu_threads, local_files_only=True)
         except (ValueError, RuntimeError) as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise CpwError(f"cannot load model {model.path} on {device} as {compute_type}: "
-                           f"{reason}; set WHISPER_DEVICE / WHISPER_COMPUTE_TYPE to auto"
-                           ) from None
+            raise EngineUnavailable(f"cannot load model {model.path} on {device} as "
+                                    f"{compute_type}: {reason}") from None
 
     def transcribe(self, audio: np.ndarray, *, regions: list[tuple[float, float]],
                    language: str | None, word_timestamps: bool,
