@@ -164,4 +164,6 @@ def load_wav(path: Path) -> np.ndarray:
         if wav.getframerate() != SAMPLE_RATE or wav.getnchannels() != 1:
             raise CpwError(f"{path} is not 16 kHz mono: delete it and run again")
         data = wav.readframes(wav.getnframes())
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    audio = np.frombuffer(data, dtype="<i2").astype(np.float32)
+    audio /= 32768.0  # in place: a film's audio is large enough that a second copy matters
+    return audio
