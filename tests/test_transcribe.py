@@ -168,6 +168,10 @@ def test_changed_setting_redoes_only_the_stages_it_affects(tmp_path: Path) -> No
     assert cli(tmp_path, "run", "-j", job_id, "--set", "VAD_SPEECH_PAD_MS=200").returncode == 0
     stages = last_run()
     assert (stages["demux"], stages["vad"], stages["asr"]) == ("reused", "ran", "ran")
+    # The override is saved in the job: a plain run afterwards redoes nothing.
+    assert "VAD_SPEECH_PAD_MS=200\n" in (job_root(tmp_path, job_id) / ".env.pipeline").read_text()
+    assert cli(tmp_path, "run", "-j", job_id).returncode == 0
+    assert set(last_run().values()) == {"reused"}
 
 
 def test_media_path_with_spaces_quotes_and_non_ascii(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run or resume a job")
     run.add_argument("-j", "--job", required=True, help="job id (job-YYYYMMDD-user-NNNN)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
-                     help="override a config key for this run; repeatable")
+                     help="change a config key of the job (saved); repeatable")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", parents=[common], help="show a job's stages")

@@ -144,6 +144,8 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
     """Run or resume every stage of the job's workflow; raise CpwError on a failed stage."""
     info = job.info()
     settings = config.load_settings(job_file=job.env_file, cli=overrides)
+    if overrides:  # saved, so that the next plain `run` resumes with the same settings
+        config.write_job_env(job.env_file, settings)
     hw = hardware.load(out_root)
     resolved = hardware.resolve(settings, hw)
     reporter.info(f"job {job.id}: {info['media']}")

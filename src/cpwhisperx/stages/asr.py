@@ -39,7 +39,8 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: load the model, transcribe, return the transcript as a dict."""
     resolved = hardware.Resolved(**task["resolved"])
-    ref = models.resolve(task["model"])
+    ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
+                          source=task["model_source"])
     engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"],
                                 batch_size=task["batch_size"])
     audio = media.load_wav(Path(task["audio"]))
@@ -61,8 +62,13 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(outputs=[out], backend="none (no speech found)",
                            warnings=["no speech found by VAD: the transcript is empty"])
     duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
-    task = {"audio": str(demux.audio_path(ctx.job)), "regions": regions,
-            "model": model_name(ctx), "language": language, "beam_size": ctx.settings.beam_size,
+    # Found (or downloaded) here, not in the worker: a download must not count against the
+    # worker's timeout, and a retry must not fetch it again.
+    ref = models.resolve(model_name(ctx))
+    ctx.log.info("model %s from %s: %s", ref.name, ref.source, ref.path)
+    task = {"audio": str(demux.audio_path(ctx.job)), "regions": regions, "model": ref.name,
+            "model_path": str(ref.path), "model_source": ref.source,
+            "language": language, "beam_size": ctx.settings.beam_size,
             "batch_size": ctx.settings.batch_size,
             "word_timestamps": ctx.settings.alignment_backend != "none"}
     chain = [ctx.resolved]
