@@ -144,19 +144,19 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
     """Run or resume every stage of the job's workflow; raise CpwError on a failed stage."""
     info = job.info()
     settings = config.load_settings(job_file=job.env_file, cli=overrides)
-    if overrides:  # saved, so that the next plain `run` resumes with the same settings
-        config.write_job_env(job.env_file, settings)
     hw = hardware.load(out_root)
     resolved = hardware.resolve(settings, hw)
     reporter.info(f"job {job.id}: {info['media']}")
     reporter.info(f"hardware: {hw.describe()}")
     reporter.info(f"engine: {resolved.backend} on {resolved.device}, {resolved.compute_type}, "
                   f"{resolved.cpu_threads} threads ({resolved.why})")
-    ctx = StageContext(job=job, media=Path(info["media"]), settings=settings, hardware=hw,
-                       resolved=resolved, log=logging.getLogger("cpwhisperx"),
+    ctx = StageContext(job=job, media=Path(info["media"]), settings=settings, resolved=resolved,
+                       log=logging.getLogger("cpwhisperx"),
                        progress=lambda _fraction: None)
     rows: list[Row] = []
     with job.lock():
+        if overrides:  # saved, so that the next plain `run` resumes with the same settings
+            config.write_job_env(job.env_file, settings)
         manifest = Manifest.load(job)
         manifest.start_run()
         status = "failed"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cpwhisperx.config import Settings
-from cpwhisperx.hardware import Hardware, Resolved
+from cpwhisperx.hardware import Resolved
 from cpwhisperx.jobs import Job
 
 
@@ -16,7 +16,6 @@ class StageContext:
     job: Job
     media: Path
     settings: Settings
-    hardware: Hardware
     resolved: Resolved
     log: logging.Logger
     progress: Callable[[float], None]
