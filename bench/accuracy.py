@@ -6,28 +6,8 @@ Prints one row per clip and the totals; numbers, never pass/fail.
 """
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 from cpwhisperx import evaluation
-
-
-def transcribe(item: evaluation.Item, out: Path, model: str) -> tuple[str, float]:
-    cmd = [sys.executable, "-m", "cpwhisperx", "--out", str(out), "transcribe", str(item.path),
-           "-s", item.language or "auto", "--model", model]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{item.id}: {proc.stderr.strip().splitlines()[-1]}")
-    result = next(out.glob(f"*/*/*/outputs/{item.path.stem}.json"))
-    text = json.loads(result.read_text(encoding="utf-8"))["text"]
-    result.unlink()  # the next clip with the same stem must not find this one
-    return text, seconds
 
 
 def main() -> None:
@@ -37,18 +17,18 @@ def main() -> None:
     args = parser.parse_args()
     wanted = set(args.ids.split(",")) if args.ids else None
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for item in evaluation.items():
-            if item.expect != "transcript" or not item.text or item.path.suffix != ".flac":
-                continue
-            if wanted and item.id not in wanted:
-                continue
-            hyp, seconds = transcribe(item, Path(tmp), args.model)
-            rows.append((item, hyp, seconds))
-            w = evaluation.wer(item.text, hyp, item.language)
-            c = evaluation.cer(item.text, hyp, item.language)
-            print(f"{item.id:<20} {item.language:<3} {item.duration or 0:6.1f} s  "
-                  f"WER {w:6.1%}  CER {c:6.1%}  {seconds:5.1f} s wall", flush=True)
+    for item in evaluation.items():
+        if item.expect != "transcript" or not item.text or item.path.suffix != ".flac":
+            continue
+        if wanted and item.id not in wanted:
+            continue
+        transcript, seconds = evaluation.transcribe(item, "--model", args.model)
+        hyp = transcript["text"]
+        rows.append((item, hyp, seconds))
+        w = evaluation.wer(item.text, hyp, item.language)
+        c = evaluation.cer(item.text, hyp, item.language)
+        print(f"{item.id:<20} {item.language:<3} {item.duration or 0:6.1f} s  "
+              f"WER {w:6.1%}  CER {c:6.1%}  {seconds:5.1f} s wall", flush=True)
     for language in sorted({i.language for i, _, _ in rows}):
         subset = [(i, h) for i, h, _ in rows if i.language == language]
         refs = " ".join(i.text for i, _ in subset)

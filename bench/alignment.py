@@ -10,26 +10,15 @@ starts and ends, in milliseconds. Numbers, never pass/fail.
 
 import argparse
 import difflib
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from cpwhisperx import evaluation
 
 
-def words_of(item: evaluation.Item, out: Path, aligner: str, model: str) -> list[dict]:
-    cmd = [sys.executable, "-m", "cpwhisperx", "--out", str(out), "transcribe", str(item.path),
-           "-s", item.language or "auto", "--model", model, "--align", aligner]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{item.id}/{aligner}: {proc.stderr.strip().splitlines()[-1]}")
-    result = max(out.glob(f"*/*/*/outputs/{item.path.stem}.json"), key=lambda p: p.stat().st_mtime)
-    segments = json.loads(result.read_text(encoding="utf-8"))["segments"]
-    return [w for seg in segments for w in seg["words"]]
+def words_of(item: evaluation.Item, aligner: str, model: str) -> list[dict]:
+    transcript, _ = evaluation.transcribe(item, "--model", model, "--align", aligner)
+    return [w for seg in transcript["segments"] for w in seg["words"]]
 
 
 def errors(reference: list[dict], hypothesis: list[dict], language: str) -> list[tuple]:
@@ -52,17 +41,15 @@ def main() -> None:
     print(f"clips: {', '.join(i.id for i in clips)}; model {args.model}")
     print(f"{'aligner':<14} {'words':>7}  {'start median':>12} {'start p90':>9}  "
           f"{'end median':>10} {'end p90':>7}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for aligner in args.aligners.split(","):
-            pairs, total = [], 0
-            for item in clips:
-                pairs += errors(item.words, words_of(item, Path(tmp), aligner, args.model),
-                                item.language)
-                total += len(item.words)
-            starts, ends = (np.array([p[i] for p in pairs]) * 1000 for i in (0, 1))
-            print(f"{aligner:<14} {len(pairs):>3}/{total:<3}  {np.median(starts):9.0f} ms "
-                  f"{np.percentile(starts, 90):6.0f} ms  {np.median(ends):7.0f} ms "
-                  f"{np.percentile(ends, 90):4.0f} ms")
+    for aligner in args.aligners.split(","):
+        pairs, total = [], 0
+        for item in clips:
+            pairs += errors(item.words, words_of(item, aligner, args.model), item.language)
+            total += len(item.words)
+        starts, ends = (np.array([p[i] for p in pairs]) * 1000 for i in (0, 1))
+        print(f"{aligner:<14} {len(pairs):>3}/{total:<3}  {np.median(starts):9.0f} ms "
+              f"{np.percentile(starts, 90):6.0f} ms  {np.median(ends):7.0f} ms "
+              f"{np.percentile(ends, 90):4.0f} ms")
 
 
 if __name__ == "__main__":

@@ -73,3 +73,23 @@ def cer(reference: str, hypothesis: str, language: str | None) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     return jiwer.cer(ref, hyp or "")
+
+
+def transcribe(item: Item, *args: str) -> tuple[dict[str, Any], float]:
+    """Run ``cpwhisperx transcribe`` on a clip in a fresh output folder, as a user would;
+    return the transcript JSON and the wall time of the whole process."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "cpwhisperx", "--out", out, "transcribe", str(item.path),
+               "-s", item.language or "auto", *args]
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"{item.id}: {proc.stderr.strip().splitlines()[-1]}")
+        result = next(Path(out).glob(f"*/*/*/outputs/{item.path.stem}.json"))
+        return json.loads(result.read_text(encoding="utf-8")), seconds
