@@ -29,15 +29,15 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
-# The torch extra's engines are tested too. TORCH names the build to install first; on our
-# machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a CPU index).
+# The torch and mlx extras' engines are tested too. TORCH names the build to install first; on
+# our machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a CPU index).
 TORCH ?= torch==2.13.0
-$(VENV)/.torch: $(VENV)/.installed
+$(VENV)/.extras: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
-	$(BIN)/pip install -q -e '.[dev,torch]'
+	$(BIN)/pip install -q -e '.[dev,torch,mlx]'
 	touch $@
 
-test: lint $(VENV)/.torch
+test: lint $(VENV)/.extras
 	$(BIN)/pytest -q
 
 bench: install

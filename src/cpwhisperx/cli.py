@@ -124,7 +124,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--source-language", metavar="LANG",
                         help="spoken language code (en, hi, ...) or auto (default: auto)")
-    parser.add_argument("--backend", help="ASR backend: auto, faster-whisper (alias whisperx)")
+    parser.add_argument("--backend", help="ASR backend: auto, faster-whisper (alias whisperx), mlx")
     parser.add_argument("--model", help="Whisper model: auto, tiny.en, base, a repo id or a folder")
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--compute-type", help="auto, int8, float16, float32, ...")

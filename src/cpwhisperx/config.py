@@ -26,7 +26,7 @@ class Settings(BaseModel):
 
     source_language: str = "auto"
     audio_stream: str = ""
-    whisper_backend: Literal["auto", "faster-whisper"] = "auto"
+    whisper_backend: Literal["auto", "faster-whisper", "mlx"] = "auto"
     whisper_model: str = "auto"
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
     whisper_compute_type: Literal[COMPUTE_TYPES] = "auto"  # type: ignore[valid-type]

@@ -14,6 +14,7 @@ from cpwhisperx.hardware import package_version
 
 ENGINES = {  # engine: (distributions it needs, what it provides, extra that installs it)
     "faster-whisper": (("faster-whisper",), "ASR on CPU/CUDA (CTranslate2)", "core"),
+    "mlx-whisper": (("mlx-whisper", "mlx"), "ASR on Apple Silicon (MLX)", "mlx"),
     "silero-vad": (("onnxruntime",), "VAD, ONNX model bundled with faster-whisper", "core"),
     "pocketsphinx": (("pocketsphinx",), "English forced alignment (model included)", "core"),
     "wav2vec2": (("torch", "transformers"), "CTC forced alignment", "torch"),

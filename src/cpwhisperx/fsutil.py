@@ -4,8 +4,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -65,3 +66,26 @@ def sha256_sampled(path: Path, *, sample: int = 4 << 20) -> str:
         else:
             digest.update(fh.read())
     return digest.hexdigest()
+
+
+def publish_dir(target: Path, build: Callable[[Path], None], *,
+                ready: Callable[[Path], bool]) -> Path:
+    """Build a folder under a temporary name beside ``target``, then rename it into place.
+
+    A ``ready`` target is kept as it is (a concurrent build may have finished first); a broken
+    one is replaced. A failed build leaves nothing behind.
+    """
+    if ready(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        if ready(target):
+            return target
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

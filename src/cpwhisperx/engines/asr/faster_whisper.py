@@ -9,29 +9,11 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from cpwhisperx.errors import CpwError, EngineUnavailable
+from cpwhisperx.engines.asr import check_language, speech_windows
+from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.media import SAMPLE_RATE
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment, Transcript, Word
-
-WINDOW_S = 30.0
-
-
-def batch_windows(regions: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Split regions longer than a window, then merge neighbours while they fit in one."""
-    pieces: list[tuple[float, float]] = []
-    for start, end in regions:
-        while end - start > WINDOW_S:
-            pieces.append((start, start + WINDOW_S))
-            start += WINDOW_S
-        pieces.append((start, end))
-    windows: list[tuple[float, float]] = []
-    for start, end in pieces:
-        if windows and end - windows[-1][0] <= WINDOW_S:
-            windows[-1] = (windows[-1][0], end)
-        else:
-            windows.append((start, end))
-    return windows
 
 
 class FasterWhisperEngine:
@@ -53,15 +35,13 @@ class FasterWhisperEngine:
     def transcribe(self, audio: np.ndarray, *, regions: list[tuple[float, float]],
                    language: str | None, word_timestamps: bool,
                    on_progress: Callable[[float], None]) -> Transcript:
-        if language not in (None, "en") and not self.model.model.is_multilingual:
-            raise CpwError(f"the model is English-only but the language is {language!r}: "
-                           "set WHISPER_MODEL to a multilingual model (base, small, ...)")
+        check_language(language, multilingual=self.model.model.is_multilingual)
         options = {"language": language, "beam_size": self.beam_size,
                    "word_timestamps": word_timestamps}
         if self.batch_size > 1:
             from faster_whisper import BatchedInferencePipeline
 
-            clips = [{"start": s, "end": e} for s, e in batch_windows(regions)]
+            clips = [{"start": s, "end": e} for s, e in speech_windows(regions)]
             segments, info = BatchedInferencePipeline(self.model).transcribe(
                 audio, clip_timestamps=clips, batch_size=self.batch_size, **options)
         else:

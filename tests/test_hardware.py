@@ -1,0 +1,62 @@
+"""``auto`` resolution and the crash fallback chain, on described machines."""
+
+from dataclasses import replace
+
+import pytest
+
+from cpwhisperx import hardware
+from cpwhisperx.config import Settings
+from cpwhisperx.errors import ConfigError
+
+LINUX = hardware.Hardware(system="Linux", machine="x86_64", cpu_cores=2, memory_gb=24.0,
+                          cuda_devices=0, apple_silicon=False, ctranslate2="4.6.0",
+                          mlx_whisper=None, signature="test")
+LINUX_GPU = replace(LINUX, cuda_devices=1)
+MAC = replace(LINUX, system="Darwin", machine="arm64", apple_silicon=True)
+MAC_MLX = replace(MAC, mlx_whisper="0.4.3")
+
+
+@pytest.mark.parametrize(("hw", "expected"), [
+    (LINUX, ("faster-whisper", "cpu", "int8")),
+    (LINUX_GPU, ("faster-whisper", "cuda", "float16")),
+    (replace(LINUX, mlx_whisper="0.4.3"), ("faster-whisper", "cpu", "int8")),
+    (MAC, ("faster-whisper", "cpu", "int8")),
+    (MAC_MLX, ("mlx", "gpu", "float16")),
+])
+def test_auto_picks_from_the_hardware(hw: hardware.Hardware, expected: tuple) -> None:
+    resolved = hardware.resolve(Settings(), hw)
+    assert (resolved.backend, resolved.device, resolved.compute_type) == expected
+    assert resolved.cpu_threads == 2 and resolved.why.startswith(f"backend {expected[0]}: ")
+
+
+def test_explicit_mlx() -> None:
+    on_linux = hardware.resolve(Settings(whisper_backend="mlx"), replace(LINUX, mlx_whisper="1"))
+    assert (on_linux.device, on_linux.compute_type) == ("cpu", "float32")
+    on_mac = hardware.resolve(Settings(whisper_backend="mlx", whisper_device="cpu",
+                                       whisper_compute_type="float16"), MAC_MLX)
+    assert (on_mac.device, on_mac.compute_type, on_mac.why) == ("cpu", "float16",
+                                                                 "all set explicitly")
+
+
+@pytest.mark.parametrize(("settings", "hw", "message"), [
+    (Settings(whisper_backend="mlx"), MAC, "WHISPER_BACKEND=mlx but mlx-whisper is not installed"),
+    (Settings(whisper_backend="mlx", whisper_device="cuda"), MAC_MLX, "WHISPER_DEVICE=cuda"),
+    (Settings(whisper_backend="mlx", whisper_compute_type="int8"), MAC_MLX,
+     "WHISPER_COMPUTE_TYPE=int8 does not go with WHISPER_BACKEND=mlx"),
+])
+def test_impossible_mlx_settings_say_what_to_do(settings: Settings, hw: hardware.Hardware,
+                                                message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        hardware.resolve(settings, hw)
+
+
+def test_fallback_chain_ends() -> None:
+    mlx = hardware.resolve(Settings(), MAC_MLX)
+    chain = [mlx]
+    while (nxt := hardware.fallback(chain[-1])) is not None:
+        chain.append(nxt)
+    assert [(r.backend, r.device, r.compute_type) for r in chain] == [
+        ("mlx", "gpu", "float16"), ("faster-whisper", "cpu", "int8"),
+        ("faster-whisper", "cpu", "float32")]
+    cuda = hardware.fallback(hardware.resolve(Settings(), LINUX_GPU))
+    assert cuda is not None and (cuda.device, cuda.compute_type) == ("cpu", "int8")
