@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cpwhisperx import fsutil
 from cpwhisperx.errors import ConfigError
+from cpwhisperx.hallucinations import RULES as CLEAN_RULES
 from cpwhisperx.languages import WHISPER_LANGUAGES
 
 COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
@@ -42,6 +43,10 @@ class Settings(BaseModel):
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     vad_min_silence_ms: int = Field(2000, ge=0)
     vad_speech_pad_ms: int = Field(400, ge=0)
+    clean_rules: str = ",".join(CLEAN_RULES)
+    clean_repeat_limit: int = Field(3, ge=1, le=100)
+    clean_max_cps: float = Field(40.0, gt=0.0)
+    clean_min_cps: float = Field(1.0, ge=0.0)
 
     @field_validator("whisper_backend", mode="before")
     @classmethod
@@ -56,6 +61,16 @@ class Settings(BaseModel):
         if value != "auto" and value not in WHISPER_LANGUAGES:
             raise ValueError("expected auto or a Whisper language code (en, hi, ta, ...)")
         return value
+
+    @field_validator("clean_rules")
+    @classmethod
+    def _clean_rules(cls, value: str) -> str:
+        rules = [r.strip().lower() for r in value.split(",") if r.strip()]
+        if rules == ["none"]:
+            return "none"
+        if not rules or not set(rules) <= set(CLEAN_RULES):
+            raise ValueError(f"expected none or a comma list of {', '.join(CLEAN_RULES)}")
+        return ",".join(r for r in CLEAN_RULES if r in rules)
 
     @field_validator("audio_stream")
     @classmethod

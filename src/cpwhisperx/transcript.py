@@ -4,7 +4,7 @@ Times are seconds relative to the original media, ``start <= end``, monotonic.
 JSON on disk is ``to_dict()``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -32,16 +32,25 @@ class Segment:
     text: str
     words: tuple[Word, ...] = ()
     speaker: str | None = None
+    # The decoder's confidence, when the ASR engine gives it (the clean stage reads it).
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "text": self.text,
-                "words": [w.to_dict() for w in self.words], "speaker": self.speaker}
+                "words": [w.to_dict() for w in self.words], "speaker": self.speaker,
+                "avg_logprob": self.avg_logprob, "no_speech_prob": self.no_speech_prob}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Segment":
         return cls(start=float(data["start"]), end=float(data["end"]), text=str(data["text"]),
                    words=tuple(Word.from_dict(w) for w in data.get("words") or ()),
-                   speaker=data.get("speaker"))
+                   speaker=data.get("speaker"), avg_logprob=_optional(data.get("avg_logprob")),
+                   no_speech_prob=_optional(data.get("no_speech_prob")))
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,7 @@ def clamp_times(transcript: Transcript, duration: float) -> Transcript:
             words.append(Word(start=cursor, end=clip(w.end, cursor), text=w.text,
                               probability=w.probability))
         end = max([clip(seg.end, start), *(w.end for w in words)])
-        segments.append(Segment(start=start, end=end, text=seg.text, words=tuple(words),
-                                speaker=seg.speaker))
+        segments.append(replace(seg, start=start, end=end, words=tuple(words)))
         last = start
     return Transcript(language=transcript.language, segments=tuple(segments),
                       meta=transcript.meta)

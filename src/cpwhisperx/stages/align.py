@@ -6,6 +6,7 @@ and the transcript is flagged (``meta.word_times = "interpolated"``).
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from cpwhisperx.engines import align as aligners
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, demux
-from cpwhisperx.transcript import Segment, Transcript, Word, clamp_times
+from cpwhisperx.transcript import Transcript, Word, clamp_times
 
 NAME = "align"
 INPUTS = ("demux", "asr")
@@ -62,8 +63,8 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
             probs = [w.probability for w in seg.words] or [1.0] * len(texts)
             words = tuple(Word(start=s, end=e, text=t, probability=p)
                           for (s, e), t, p in zip(times, texts, probs, strict=True))
-            segments.append(Segment(min(seg.start, words[0].start), max(seg.end, words[-1].end),
-                                    seg.text, words, seg.speaker))
+            segments.append(replace(seg, start=min(seg.start, words[0].start),
+                                    end=max(seg.end, words[-1].end), words=words))
         progress((i + 1) / len(transcript.segments))
     aligned = clamp_times(Transcript(transcript.language, tuple(segments), transcript.meta),
                           len(audio) / media.SAMPLE_RATE)
@@ -74,8 +75,7 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
 def _without_aligner(transcript: Transcript, setting: str) -> tuple[Transcript, str]:
     """Whisper's words where the ASR gave them, else evenly spread words (flagged)."""
     if setting == "none":
-        segments = tuple(Segment(s.start, s.end, s.text, (), s.speaker)
-                         for s in transcript.segments)
+        segments = tuple(replace(s, words=()) for s in transcript.segments)
         return Transcript(transcript.language, segments, transcript.meta), "none"
     if all(s.words for s in transcript.segments):
         return transcript, "whisper"

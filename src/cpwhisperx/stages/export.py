@@ -3,11 +3,11 @@
 from typing import Any
 
 from cpwhisperx import fsutil, writers
-from cpwhisperx.stages import StageContext, StageResult, align
+from cpwhisperx.stages import StageContext, StageResult, clean
 from cpwhisperx.transcript import Transcript
 
 NAME = "export"
-INPUTS = ("align",)
+INPUTS = ("clean",)
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    transcript = Transcript.from_dict(fsutil.read_json(align.transcript_path(ctx.job)))
+    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
     outputs = []
     for ext, write in writers.WRITERS.items():
         path = ctx.job.outputs / f"{ctx.media.stem}.{ext}"

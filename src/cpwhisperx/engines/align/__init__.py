@@ -1,6 +1,7 @@
 """Word aligners: given a segment's words and the audio, find when each word is spoken."""
 
 import importlib.util
+from dataclasses import replace
 
 from cpwhisperx.transcript import Segment, Word
 
@@ -46,7 +47,7 @@ def interpolate(segment: Segment) -> Segment:
     spans = fill_gaps([None] * len(texts), texts, segment.start, segment.end)
     words = tuple(Word(start=s, end=e, text=t, probability=0.0)
                   for (s, e), t in zip(spans, texts, strict=True))
-    return Segment(segment.start, segment.end, segment.text, words, segment.speaker)
+    return replace(segment, words=words)
 
 
 def fill_gaps(times: list[tuple[float, float] | None], words: list[str], start: float,

@@ -67,5 +67,7 @@ class FasterWhisperEngine:
                                probability=round(w.probability, 4)) for w in seg.words or ())
             text = seg.text.strip()
             if text:
-                yield Segment(start=seg.start, end=seg.end, text=text, words=words)
+                yield Segment(start=seg.start, end=seg.end, text=text, words=words,
+                              avg_logprob=round(seg.avg_logprob, 4),
+                              no_speech_prob=round(seg.no_speech_prob, 4))
             on_progress(min(1.0, seg.end / duration))

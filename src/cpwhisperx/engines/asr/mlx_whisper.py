@@ -72,4 +72,6 @@ def _segment(seg: dict, offset: float) -> Segment:
                        probability=round(float(w["probability"]), 4))
                   for w in seg.get("words", ()) if w["word"].strip())
     return Segment(start=offset + seg["start"], end=offset + seg["end"],
-                   text=seg["text"].strip(), words=words)
+                   text=seg["text"].strip(), words=words,
+                   avg_logprob=round(float(seg["avg_logprob"]), 4),
+                   no_speech_prob=round(float(seg["no_speech_prob"]), 4))
