@@ -1,6 +1,7 @@
 """Accuracy benchmark: WER/CER of `cpwhisperx transcribe` on every speech clip of ../shared/eval.
 
     .venv/bin/python bench/accuracy.py [--model auto|tiny.en|base] [--ids en_jfk,...]
+                                       [--set SOURCE_SEPARATION=deepfilternet ...]
 
 Prints one row per clip and the totals; numbers, never pass/fail.
 """
@@ -14,6 +15,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="auto")
     parser.add_argument("--ids", help="comma-separated clip ids (default: all with text)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pipeline setting for every run (repeatable)")
     args = parser.parse_args()
     wanted = set(args.ids.split(",")) if args.ids else None
     rows = []
@@ -22,7 +25,8 @@ def main() -> None:
             continue
         if wanted and item.id not in wanted:
             continue
-        transcript, seconds = evaluation.transcribe(item, "--model", args.model)
+        settings = [arg for kv in args.set for arg in ("--set", kv)]
+        transcript, seconds = evaluation.transcribe(item, "--model", args.model, *settings)
         hyp = transcript["text"]
         rows.append((item, hyp, seconds))
         w = evaluation.wer(item.text, hyp, item.language)

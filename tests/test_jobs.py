@@ -40,8 +40,8 @@ def test_job_layout(tmp_path: Path) -> None:
     for name in ("job.json", ".env.pipeline", "manifest.json", "logs", "outputs"):
         assert (job.root / name).exists(), name
     manifest = jobs.Manifest.load(job)
-    assert list(manifest.data["stages"]) == ["demux", "vad", "asr", "align", "clean",
-                                                 "export"]
+    assert list(manifest.data["stages"]) == ["demux", "separate", "vad", "asr", "align",
+                                                 "clean", "export"]
     assert {e["status"] for e in manifest.data["stages"].values()} == {"pending"}
     assert job.info()["source_language"] == "en"
     assert jobs.find(tmp_path, job.id) == job

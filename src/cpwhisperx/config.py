@@ -27,6 +27,7 @@ class Settings(BaseModel):
 
     source_language: str = "auto"
     audio_stream: str = ""
+    source_separation: Literal["none", "deepfilternet"] = "none"
     whisper_backend: Literal["auto", "faster-whisper", "mlx"] = "auto"
     whisper_model: str = "auto"
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -30,6 +30,7 @@ class Item:
     expect: str
     meta: dict[str, Any]
     words: list[dict[str, Any]] | None
+    sentences: list[dict[str, Any]] | None
 
 
 def items(root: Path | None = None) -> list[Item]:
@@ -37,7 +38,8 @@ def items(root: Path | None = None) -> list[Item]:
     entries = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     return [Item(id=e["id"], path=root / e["file"], language=e["language"], kind=e["kind"],
                  duration=e["duration"], text=e["text"], expect=e["expect"],
-                 meta=e.get("meta") or {}, words=e.get("words")) for e in entries]
+                 meta=e.get("meta") or {}, words=e.get("words"), sentences=e.get("sentences"))
+            for e in entries]
 
 
 @cache

@@ -38,7 +38,7 @@ class MediaInfo:
     has_video: bool
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
     if found := shutil.which(name):
         return found
     raise CpwError(f"{name} not found on PATH: install ffmpeg "
@@ -70,7 +70,7 @@ def _looks_like_text(path: Path) -> bool:
 def probe(path: Path) -> MediaInfo:
     check_file(path)
     proc = subprocess.run(
-        [_tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
+        [tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
          "-show_streams", str(path)], capture_output=True, text=True, errors="replace",
         check=False)
     if proc.returncode != 0:
@@ -123,7 +123,7 @@ def extract_wav(info: MediaInfo, stream: AudioStream, out: Path, *,
                 on_progress: Callable[[float], None] | None = None) -> None:
     """Decode one audio stream to 16 kHz mono 16-bit WAV, written atomically to ``out``."""
     tmp = out.with_name(f".{out.name}.partial.wav")
-    cmd = [_tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(info.path),
+    cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(info.path),
            "-map", f"0:a:{stream.position}", "-vn", "-sn", "-dn", "-ac", "1",
            "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav",
            "-progress", "pipe:1", "-nostats", str(tmp)]

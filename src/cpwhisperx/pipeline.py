@@ -15,9 +15,10 @@ from cpwhisperx import __version__, config, fsutil, hardware
 from cpwhisperx.errors import CpwError, MediaError
 from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
 from cpwhisperx.progress import Reporter, Row
-from cpwhisperx.stages import StageContext, align, asr, clean, demux, export, vad
+from cpwhisperx.stages import StageContext, align, asr, clean, demux, export, separate, vad
 
-STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, vad, asr, align, clean, export)}
+STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, separate, vad, asr, align, clean,
+                                                      export)}
 
 
 def _file_record(path: Path) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from cpwhisperx import fsutil, isolation, media
 from cpwhisperx.engines import align as aligners
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
-from cpwhisperx.stages import StageContext, StageResult, asr, demux
+from cpwhisperx.stages import StageContext, StageResult, asr, demux, separate
 from cpwhisperx.transcript import Transcript, Word, clamp_times
 
 NAME = "align"
-INPUTS = ("demux", "asr")
+INPUTS = ("demux", "separate", "asr")
 
 
 def transcript_path(job: Job) -> Path:
@@ -95,7 +95,7 @@ def run(ctx: StageContext) -> StageResult:
     if not aligners.available(name):
         raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: {aligners.INSTALL[name]}")
     duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
-    task = {"audio": str(demux.audio_path(ctx.job)), "aligner": name,
+    task = {"audio": str(separate.audio_path(ctx.job)), "aligner": name,
             "model": ctx.settings.alignment_model,
             "transcript": str(asr.transcript_path(ctx.job))}
     try:

@@ -13,11 +13,11 @@ from cpwhisperx import fsutil, hardware, isolation, media, models
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
-from cpwhisperx.stages import StageContext, StageResult, demux, vad
+from cpwhisperx.stages import StageContext, StageResult, demux, separate, vad
 from cpwhisperx.transcript import Transcript, clamp_times
 
 NAME = "asr"
-INPUTS = ("demux", "vad")
+INPUTS = ("demux", "separate", "vad")
 
 
 def transcript_path(job: Job) -> Path:
@@ -74,7 +74,7 @@ def run(ctx: StageContext) -> StageResult:
     # worker's timeout, and a retry must not fetch it again.
     ref = models.resolve(model_name(ctx))
     ctx.log.info("model %s from %s: %s", ref.name, ref.source, ref.path)
-    task = {"audio": str(demux.audio_path(ctx.job)), "regions": regions, "model": ref.name,
+    task = {"audio": str(separate.audio_path(ctx.job)), "regions": regions, "model": ref.name,
             "model_source": ref.source, "language": language,
             "beam_size": ctx.settings.beam_size, "batch_size": ctx.settings.batch_size,
             "word_timestamps": ctx.settings.alignment_backend != "none"}

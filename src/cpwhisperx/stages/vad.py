@@ -6,10 +6,10 @@ from typing import Any
 from cpwhisperx import fsutil, media
 from cpwhisperx.engines import vad as vad_engines
 from cpwhisperx.jobs import Job
-from cpwhisperx.stages import StageContext, StageResult, demux
+from cpwhisperx.stages import StageContext, StageResult, separate
 
 NAME = "vad"
-INPUTS = ("demux",)
+INPUTS = ("demux", "separate")
 
 
 def speech_path(job: Job) -> Path:
@@ -27,7 +27,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    audio = media.load_wav(demux.audio_path(ctx.job))
+    audio = media.load_wav(separate.audio_path(ctx.job))
     duration = len(audio) / media.SAMPLE_RATE
     engine = vad_engines.create(ctx.settings)
     regions = engine.detect(audio)
