@@ -38,21 +38,6 @@ print(" ".join(s.text.strip() for s in segments))
 """
 
 
-def long_form(minutes: float, folder: Path) -> tuple[Path, str, float]:
-    """The English clips joined end to end, repeated to ``minutes``; with its reference."""
-    clips = [i for i in evaluation.items()
-             if i.language == "en" and i.text and i.path.suffix == ".flac"]
-    seconds = sum(i.duration or 0 for i in clips)
-    repeats = max(1, round(minutes * 60 / seconds))
-    order = clips * repeats
-    path = folder / f"long_{minutes:g}min.flac"
-    listing = folder / "list.txt"
-    listing.write_text("".join(f"file '{i.path}'\n" for i in order), encoding="utf-8")
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
-                    str(listing), "-c:a", "flac", str(path)], check=True)
-    return path, " ".join(i.text or "" for i in order), seconds * repeats
-
-
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MB, stdout."""
     started = time.perf_counter()
@@ -76,7 +61,7 @@ def main() -> None:
     model = models.resolve(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        media, reference, duration = long_form(args.minutes, folder)
+        media, reference, duration = evaluation.long_form(args.minutes, folder)
         out = folder / "out"
 
         def ours() -> tuple[float, float, str, str]:

@@ -52,3 +52,15 @@ def job_of(proc: subprocess.CompletedProcess[str]) -> str:
         if line.startswith("job job-"):
             return line.split()[1]
     raise AssertionError(proc.stderr)
+
+
+def assert_times_valid(transcript: dict, duration: float) -> None:
+    last = 0.0
+    for seg in transcript["segments"]:
+        assert last <= seg["start"] <= seg["end"] <= duration + 1e-6
+        last = seg["start"]
+        word_last = seg["start"]
+        for w in seg["words"]:
+            assert word_last <= w["start"] <= w["end"] <= seg["end"]
+            word_last = w["start"]
+    assert transcript["text"] == " ".join(s["text"] for s in transcript["segments"])

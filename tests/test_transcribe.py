@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli, clip, job_of, job_root
+from conftest import REPO, assert_times_valid, cli, clip, job_of, job_root
 from cpwhisperx import evaluation
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv")
@@ -21,18 +21,6 @@ CLEAN_ENGLISH = [i for i in evaluation.items() if i.language == "en" and i.kind 
 
 def transcript_of(out: Path, proc: subprocess.CompletedProcess[str], stem: str) -> dict:
     return json.loads((job_root(out, job_of(proc)) / "outputs" / f"{stem}.json").read_text())
-
-
-def assert_times_valid(transcript: dict, duration: float) -> None:
-    last = 0.0
-    for seg in transcript["segments"]:
-        assert last <= seg["start"] <= seg["end"] <= duration + 1e-6
-        last = seg["start"]
-        word_last = seg["start"]
-        for w in seg["words"]:
-            assert word_last <= w["start"] <= w["end"] <= seg["end"]
-            word_last = w["start"]
-    assert transcript["text"] == " ".join(s["text"] for s in transcript["segments"])
 
 
 @pytest.fixture(scope="module")

@@ -95,3 +95,20 @@ def transcribe(item: Item, *args: str) -> tuple[dict[str, Any], float]:
             raise SystemExit(f"{item.id}: {proc.stderr.strip().splitlines()[-1]}")
         result = next(Path(out).glob(f"*/*/*/outputs/{item.path.stem}.json"))
         return json.loads(result.read_text(encoding="utf-8")), seconds
+
+
+def long_form(minutes: float, folder: Path) -> tuple[Path, str, float]:
+    """The English clips joined end to end (FLAC, no re-encoding of the speech), repeated to
+    about ``minutes``; returns the file, its reference text and its duration in seconds."""
+    import subprocess
+
+    clips = [i for i in items() if i.language == "en" and i.text and i.path.suffix == ".flac"]
+    seconds = sum(i.duration or 0 for i in clips)
+    repeats = max(1, round(minutes * 60 / seconds))
+    order = clips * repeats
+    path = folder / f"long_{minutes:g}min.flac"
+    listing = folder / "list.txt"
+    listing.write_text("".join(f"file '{i.path}'\n" for i in order), encoding="utf-8")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c:a", "flac", str(path)], check=True)
+    return path, " ".join(i.text or "" for i in order), seconds * repeats

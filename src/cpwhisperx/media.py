@@ -158,12 +158,38 @@ def wav_frames(path: Path) -> int:
         return wav.getnframes()
 
 
-def load_wav(path: Path) -> np.ndarray:
-    """The demuxed WAV as float32 in [-1, 1]."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getframerate() != SAMPLE_RATE or wav.getnchannels() != 1:
+class WavReader:
+    """A 16 kHz mono 16-bit WAV read from disk a slice at a time: ``reader[lo:hi]`` is float32
+    in [-1, 1]. Stages take what they need, so a two-hour film is never held in memory whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._wav = wave.open(str(path), "rb")  # noqa: SIM115 -- closed by __exit__
+        if self._wav.getframerate() != SAMPLE_RATE or self._wav.getnchannels() != 1:
+            self._wav.close()
             raise CpwError(f"{path} is not 16 kHz mono: delete it and run again")
-        data = wav.readframes(wav.getnframes())
-    audio = np.frombuffer(data, dtype="<i2").astype(np.float32)
-    audio /= 32768.0  # in place: a film's audio is large enough that a second copy matters
-    return audio
+        self.frames = self._wav.getnframes()
+
+    def __enter__(self) -> "WavReader":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._wav.close()
+
+    def __len__(self) -> int:
+        return self.frames
+
+    @property
+    def duration(self) -> float:
+        return self.frames / SAMPLE_RATE
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        lo, hi, step = span.indices(self.frames)
+        if step != 1:
+            raise ValueError("WavReader slices take every sample")
+        self._wav.setpos(lo)
+        audio = np.frombuffer(self._wav.readframes(max(0, hi - lo)), dtype="<i2")
+        return audio.astype(np.float32) / 32768.0
+
+    def seconds(self, start: float, end: float) -> np.ndarray:
+        return self[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]

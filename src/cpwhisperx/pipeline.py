@@ -101,7 +101,7 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
             manifest.mark_running(name, fingerprint)
             log.info("started")
             with reporter.stage(name) as update:
-                result = module.run(replace(ctx, progress=update))
+                result = module.run(replace(ctx, progress=update, fingerprint=fingerprint))
             seconds = time.monotonic() - started
             outputs = {str(p.relative_to(job.root)): _file_record(p) for p in result.outputs}
             for warning in result.warnings:

@@ -19,6 +19,7 @@ class StageContext:
     resolved: Resolved
     log: logging.Logger
     progress: Callable[[float], None]
+    fingerprint: str = ""  # of this stage's inputs and settings, while it runs
 
     def dir(self, stage: str) -> Path:
         return self.job.stage_dir(stage)

@@ -50,24 +50,24 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     """In the worker: align every segment; a segment that fails keeps Whisper's words."""
     transcript = Transcript.from_dict(fsutil.read_json(Path(task["transcript"])))
     aligner = _aligner(task["aligner"], language=transcript.language, model=task["model"])
-    audio = media.load_wav(Path(task["audio"]))
     segments, failed = [], []
-    for i, seg in enumerate(transcript.segments):
-        texts = [w.text for w in seg.words] or seg.text.split()
-        try:
-            times = aligner.align_segment(audio, start=seg.start, end=seg.end, words=texts)
-        except aligners.AlignmentFailed as exc:
-            failed.append(f"{seg.start:.2f}-{seg.end:.2f} s: {exc}")
-            segments.append(seg)
-        else:
-            probs = [w.probability for w in seg.words] or [1.0] * len(texts)
-            words = tuple(Word(start=s, end=e, text=t, probability=p)
-                          for (s, e), t, p in zip(times, texts, probs, strict=True))
-            segments.append(replace(seg, start=min(seg.start, words[0].start),
-                                    end=max(seg.end, words[-1].end), words=words))
-        progress((i + 1) / len(transcript.segments))
-    aligned = clamp_times(Transcript(transcript.language, tuple(segments), transcript.meta),
-                          len(audio) / media.SAMPLE_RATE)
+    with media.WavReader(Path(task["audio"])) as audio:  # each segment read as aligned
+        for i, seg in enumerate(transcript.segments):
+            texts = [w.text for w in seg.words] or seg.text.split()
+            try:
+                times = aligner.align_segment(audio, start=seg.start, end=seg.end, words=texts)
+            except aligners.AlignmentFailed as exc:
+                failed.append(f"{seg.start:.2f}-{seg.end:.2f} s: {exc}")
+                segments.append(seg)
+            else:
+                probs = [w.probability for w in seg.words] or [1.0] * len(texts)
+                words = tuple(Word(start=s, end=e, text=t, probability=p)
+                              for (s, e), t, p in zip(times, texts, probs, strict=True))
+                segments.append(replace(seg, start=min(seg.start, words[0].start),
+                                        end=max(seg.end, words[-1].end), words=words))
+            progress((i + 1) / len(transcript.segments))
+        aligned = clamp_times(Transcript(transcript.language, tuple(segments), transcript.meta),
+                              len(audio) / media.SAMPLE_RATE)
     meta = {**transcript.meta, "word_times": aligner.name, "unaligned_segments": failed}
     return Transcript(aligned.language, aligned.segments, meta).to_dict()
 

@@ -1,9 +1,12 @@
 """Stage 04: audio + speech regions → ``transcript.json`` (with Whisper's word times).
 
 The engine runs in a worker process (``work``), retried once with the fallback configuration
-if it crashes or hangs.
+if it crashes or hangs. Speech is decoded in chunks of windows of at most 30 s, read from disk
+as needed; ``chunks.jsonl`` keeps every finished chunk, so a crash or a kill at hour 1:50 of a
+film loses at most the chunk in progress, for the retry and for the next ``run`` alike.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -13,8 +16,11 @@ from cpwhisperx import fsutil, hardware, isolation, media, models
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
+from cpwhisperx.journal import Journal
 from cpwhisperx.stages import StageContext, StageResult, demux, separate, vad
-from cpwhisperx.transcript import Transcript, clamp_times
+from cpwhisperx.transcript import Segment, Transcript, clamp_times
+
+log = logging.getLogger(__name__)
 
 NAME = "asr"
 INPUTS = ("demux", "separate", "vad")
@@ -22,6 +28,10 @@ INPUTS = ("demux", "separate", "vad")
 
 def transcript_path(job: Job) -> Path:
     return job.stage_dir(NAME) / "transcript.json"
+
+
+def journal_path(job: Job) -> Path:
+    return job.stage_dir(NAME) / "chunks.jsonl"
 
 
 def model_name(ctx: StageContext) -> str:
@@ -37,20 +47,46 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
-    """In the worker: load the model, transcribe, return the transcript as a dict."""
+    """In the worker: load the model once, decode the speech chunk by chunk (each one journaled
+    as it finishes, so a rerun picks up after the last one), return the transcript as a dict."""
     resolved = hardware.Resolved(**task["resolved"])
     ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
                           source=task["model_source"])
     engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"],
                                 batch_size=task["batch_size"])
-    audio = media.load_wav(Path(task["audio"]))
-    transcript = engine.transcribe(audio, regions=[tuple(r) for r in task["regions"]],
-                                   language=task["language"],
-                                   word_timestamps=task["word_timestamps"], on_progress=progress)
-    transcript = clamp_times(transcript, len(audio) / media.SAMPLE_RATE)
-    meta = {**transcript.meta, "model": ref.name, "model_source": ref.source,
-            "engine": engine.name}
-    return Transcript(transcript.language, transcript.segments, meta).to_dict()
+    asr_engines.check_language(task["language"], multilingual=engine.multilingual)
+    windows = asr_engines.speech_windows([tuple(r) for r in task["regions"]])
+    size = max(1, task["batch_size"])
+    chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
+    journal = Journal(Path(task["journal"]), key=task["journal_key"])
+    entries = journal.load()
+    resumed = len(entries)
+    log.info("%d windows in %d chunks; %d chunks kept from an earlier run",
+             len(windows), len(chunks), resumed)
+    language, probability = ((task["language"], None) if task["language"] else
+                             (entries[0]["language"], entries[0]["language_probability"])
+                             if entries else (None, None))
+    with media.WavReader(Path(task["audio"])) as audio:
+        for index in range(resumed, len(chunks)):
+            audios = [window.read(audio) for window in chunks[index]]
+            if language is None:  # detected once, on the first window of speech
+                language, probability = (engine.detect_language(audios[0])
+                                         if engine.multilingual else ("en", 1.0))
+            decoded = engine.decode(audios, language=language,
+                                    word_timestamps=task["word_timestamps"])
+            segments = [window.place(seg) for window, segs in zip(chunks[index], decoded,
+                                                                     strict=True) for seg in segs]
+            entry = {"chunk": index, "language": language, "language_probability": probability,
+                     "segments": [seg.to_dict() for seg in segments]}
+            journal.append(entry)
+            entries.append(entry)
+            progress((index + 1) / len(chunks))
+        duration = audio.duration
+    segments = tuple(Segment.from_dict(s) for e in entries for s in e["segments"])
+    meta = {"model": ref.name, "model_source": ref.source, "engine": engine.name,
+            "language_probability": None if probability is None else round(probability, 3),
+            "chunks": len(chunks), "resumed_chunks": resumed}
+    return clamp_times(Transcript(language or "und", segments, meta), duration).to_dict()
 
 
 def _model_path(ref: models.ModelRef, resolved: hardware.Resolved) -> Path:
@@ -77,7 +113,8 @@ def run(ctx: StageContext) -> StageResult:
     task = {"audio": str(separate.audio_path(ctx.job)), "regions": regions, "model": ref.name,
             "model_source": ref.source, "language": language,
             "beam_size": ctx.settings.beam_size, "batch_size": ctx.settings.batch_size,
-            "word_timestamps": ctx.settings.alignment_backend != "none"}
+            "word_timestamps": ctx.settings.alignment_backend != "none",
+            "journal": str(journal_path(ctx.job)), "journal_key": ctx.fingerprint}
     chain = [ctx.resolved]
     if (retry := hardware.fallback(ctx.resolved)) is not None:
         chain.append(retry)

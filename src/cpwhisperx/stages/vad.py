@@ -27,11 +27,10 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    audio = media.load_wav(separate.audio_path(ctx.job))
-    duration = len(audio) / media.SAMPLE_RATE
     engine = vad_engines.create(ctx.settings)
-    regions = engine.detect(audio)
-    ctx.progress(1.0)
+    with media.WavReader(separate.audio_path(ctx.job)) as audio:
+        regions = vad_engines.detect_blocks(engine, audio, on_progress=ctx.progress)
+        duration = audio.duration
     speech = sum(end - start for start, end in regions)
     fsutil.write_json(speech_path(ctx.job), {
         "duration": duration, "speech_seconds": round(speech, 3),

@@ -5,7 +5,7 @@ import re
 import numpy as np
 
 from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
-from cpwhisperx.media import SAMPLE_RATE
+from cpwhisperx.media import SAMPLE_RATE, WavReader
 
 PAD_S = 0.2  # ASR segment bounds are loose; a word cut at the edge would be stretched to fit
 FRAME_S = 0.01  # pocketsphinx's default frame rate is 100 frames/s
@@ -37,7 +37,7 @@ class PocketsphinxAligner:
             return parts  # "state-of-the-art" style compounds missing as a whole
         return []
 
-    def align_segment(self, audio: np.ndarray, *, start: float, end: float,
+    def align_segment(self, audio: WavReader | np.ndarray, *, start: float, end: float,
                       words: list[str]) -> list[tuple[float, float]]:
         if not words:
             return []

@@ -12,7 +12,7 @@ import numpy as np
 
 from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
 from cpwhisperx.errors import CpwError, ModelNotFound
-from cpwhisperx.media import SAMPLE_RATE
+from cpwhisperx.media import SAMPLE_RATE, WavReader
 
 # WhisperX's defaults, as Hugging Face checkpoints (it takes en/fr/de/es/it from torchaudio;
 # these are the same fine-tuned weights: the "-ft-" VoxPopuli repos carry the CTC head).
@@ -122,7 +122,7 @@ class Wav2Vec2Aligner:
             logits = self._net(inputs.input_values.to(self._device)).logits[0]
             return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def align_segment(self, audio: np.ndarray, *, start: float, end: float,
+    def align_segment(self, audio: WavReader | np.ndarray, *, start: float, end: float,
                       words: list[str]) -> list[tuple[float, float]]:
         if not words:
             return []

@@ -1,21 +1,17 @@
 """mlx-whisper on Apple Silicon (Metal), or MLX's CPU build elsewhere.
 
-Each window of speech (at most 30 s, from the VAD regions) is decoded on its own, so progress is
-reported per window and a loop cannot carry over into the next one; the language, when not
-given, is detected once on the first window. mlx-whisper decodes greedily (no beam search).
+mlx-whisper decodes greedily (no beam search); the transcript's meta says so.
 """
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import numpy as np
 
 from cpwhisperx import fsutil
-from cpwhisperx.engines.asr import check_language, speech_windows
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
-from cpwhisperx.media import SAMPLE_RATE
 from cpwhisperx.models import ModelRef
-from cpwhisperx.transcript import Segment, Transcript, Word
+from cpwhisperx.transcript import Segment, Word
 
 
 class MlxWhisperEngine:
@@ -31,7 +27,7 @@ class MlxWhisperEngine:
         self.path = str(model.path)
         self.fp16 = compute_type == "float16"
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
-        dtype = mx.float16 if self.fp16 else mx.float32
+        self.dtype = dtype = mx.float16 if self.fp16 else mx.float32
         try:
             self.model = load_model(self.path, dtype=dtype)
         except (ValueError, RuntimeError, OSError) as exc:
@@ -42,36 +38,33 @@ class MlxWhisperEngine:
             self.model.set_alignment_heads(np.array(heads))
         # mlx_whisper.transcribe looks its model up by path: hand it the one loaded here.
         ModelHolder.model, ModelHolder.model_path = self.model, self.path
+        self.multilingual = self.model.is_multilingual
 
-    def transcribe(self, audio: np.ndarray, *, regions: list[tuple[float, float]],
-                   language: str | None, word_timestamps: bool,
-                   on_progress: Callable[[float], None]) -> Transcript:
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        from mlx_whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
+
+        mel = pad_or_trim(log_mel_spectrogram(audio, n_mels=self.model.dims.n_mels), N_FRAMES,
+                          axis=-2).astype(self.dtype)
+        _, probs = self.model.detect_language(mel)
+        language = max(probs, key=probs.get)
+        return language, float(probs[language])
+
+    def decode(self, audios: Sequence[np.ndarray], *, language: str,
+               word_timestamps: bool) -> list[list[Segment]]:
         import mlx_whisper
 
-        check_language(language, multilingual=self.model.is_multilingual)
-        windows = speech_windows(regions)
-        total = sum(end - start for start, end in windows) or 1.0
-        segments: list[Segment] = []
-        done = 0.0
-        for start, end in windows:
-            clip = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
-            result = mlx_whisper.transcribe(
-                clip, path_or_hf_repo=self.path, language=language, fp16=self.fp16,
-                word_timestamps=word_timestamps, condition_on_previous_text=False, verbose=None)
-            language = language or result["language"]
-            segments.extend(_segment(seg, start) for seg in result["segments"]
-                            if seg["text"].strip())
-            done += end - start
-            on_progress(done / total)
-        return Transcript(language=language or "und", segments=tuple(segments),
-                          meta={"decoding": "greedy (mlx-whisper has no beam search)"})
+        results = [mlx_whisper.transcribe(audio, path_or_hf_repo=self.path, language=language,
+                                          fp16=self.fp16, word_timestamps=word_timestamps,
+                                          verbose=None) for audio in audios]
+        return [[_segment(seg) for seg in result["segments"] if seg["text"].strip()]
+                for result in results]
 
 
-def _segment(seg: dict, offset: float) -> Segment:
-    words = tuple(Word(start=offset + w["start"], end=offset + w["end"], text=w["word"].strip(),
+def _segment(seg: dict) -> Segment:
+    words = tuple(Word(start=w["start"], end=w["end"], text=w["word"].strip(),
                        probability=round(float(w["probability"]), 4))
                   for w in seg.get("words", ()) if w["word"].strip())
-    return Segment(start=offset + seg["start"], end=offset + seg["end"],
+    return Segment(start=seg["start"], end=seg["end"],
                    text=seg["text"].strip(), words=words,
                    avg_logprob=round(float(seg["avg_logprob"]), 4),
                    no_speech_prob=round(float(seg["no_speech_prob"]), 4))

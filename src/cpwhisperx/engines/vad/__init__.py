@@ -1,10 +1,15 @@
 """Voice activity detection engines: ``detect(audio) -> [(start_s, end_s), ...]``."""
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 from cpwhisperx.config import Settings
+from cpwhisperx.media import SAMPLE_RATE, WavReader
+
+BLOCK_S = 600.0  # audio read and scanned at a time: memory stays flat whatever the length
+MAX_REGION_S = 30.0  # Whisper's window: longer speech is split at its quietest point
 
 
 class VadEngine(Protocol):
@@ -19,8 +24,6 @@ class WholeFile:
     name = "none"
 
     def detect(self, audio: np.ndarray) -> list[tuple[float, float]]:
-        from cpwhisperx.media import SAMPLE_RATE
-
         return [(0.0, len(audio) / SAMPLE_RATE)] if len(audio) else []
 
 
@@ -30,5 +33,22 @@ def create(settings: Settings) -> VadEngine:
 
         return SileroVad(threshold=settings.vad_threshold,
                          min_silence_ms=settings.vad_min_silence_ms,
-                         speech_pad_ms=settings.vad_speech_pad_ms)
+                         speech_pad_ms=settings.vad_speech_pad_ms, max_speech_s=MAX_REGION_S)
     return WholeFile()
+
+
+def detect_blocks(engine: VadEngine, audio: WavReader, *, block_s: float = BLOCK_S,
+                  on_progress: Callable[[float], None]) -> list[tuple[float, float]]:
+    """Speech regions of the whole file, scanned a block at a time. Speech running across a
+    block boundary comes back as two regions touching it; they are joined again."""
+    regions: list[tuple[float, float]] = []
+    step = int(block_s * SAMPLE_RATE)
+    for lo in range(0, len(audio), step):
+        offset = lo / SAMPLE_RATE
+        for start, end in engine.detect(audio[lo:lo + step]):
+            start, end = round(offset + start, 3), round(offset + end, 3)
+            if regions and lo and regions[-1][1] >= offset - 0.001 and start <= offset + 0.001:
+                start = regions.pop()[0]
+            regions.append((start, end))
+        on_progress(min(1.0, (lo + step) / max(len(audio), 1)))
+    return regions

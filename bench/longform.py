@@ -1,0 +1,115 @@
+"""Long-form: a film-length file in bounded memory, killed half way and resumed.
+
+    .venv/bin/python bench/longform.py [--minutes 60] [--model base] [--kill-at 0.5]
+
+Builds the file from the ../shared/eval English clips, prepares a job, runs it and kills it
+(SIGKILL, no warning) once ``--kill-at`` of the speech chunks are journaled, then runs it again
+to the end (``--kill-at 0`` runs it once, uninterrupted). Prints for each run its wall time and
+the peak memory of the whole process tree (the CLI plus its workers, sampled every 50 ms), then
+how many chunks the second run decoded against how many the first one left unfinished, and the
+WER. Numbers, never pass/fail.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cpwhisperx import evaluation
+from cpwhisperx.engines.asr import speech_windows
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
+        except OSError:
+            continue
+        pid = int(status.parent.name)
+        children.setdefault(int(fields["PPid"]), []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / 1024
+
+
+def _journaled(root: Path) -> tuple[int, int]:
+    """(chunks journaled, chunks in all) of the job's ASR stage so far."""
+    speech, journal = root / "03_vad" / "speech.json", root / "04_asr" / "chunks.jsonl"
+    if not speech.is_file():
+        return 0, 0
+    regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
+    done = max(0, len(journal.read_text().splitlines()) - 1) if journal.is_file() else 0
+    return done, len(speech_windows(regions))
+
+
+def run(cmd: list[str], *, stop: float, root: Path) -> tuple[float, float, bool]:
+    """Wall seconds and peak tree RSS (MB); killed once ``stop`` of the chunks are done."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, killed = 0.0, False
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_mb(proc.pid))
+        done, total = _journaled(root)
+        if stop and total and done >= stop * total:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    _, stderr = proc.communicate()
+    if proc.returncode != 0 and not killed:
+        raise SystemExit(f"run failed: {stderr.strip().splitlines()[-1:]}")
+    return time.perf_counter() - started, peak, killed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--model", default="base")
+    parser.add_argument("--kill-at", type=float, default=0.5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        media, reference, duration = evaluation.long_form(args.minutes, folder)
+        base = [sys.executable, "-m", "cpwhisperx", "--out", str(folder / "out")]
+        job = subprocess.run([*base, "prepare", "--media", str(media), "-s", "en", "--set",
+                              f"WHISPER_MODEL={args.model}"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        root = next((folder / "out").glob(f"*/*/{job}"))
+        print(f"{media.name}: {duration / 60:.1f} min, model {args.model}, {os.cpu_count()} CPUs")
+        total_wall = 0.0
+        for attempt in (1, 2):
+            stop = args.kill_at if attempt == 1 else 0.0
+            wall, peak, killed = run([*base, "run", "-j", job], stop=stop, root=root)
+            total_wall += wall
+            done, chunks = _journaled(root)
+            print(f"run {attempt}: {wall:7.1f} s  peak RSS {peak:6.0f} MB (process tree)  "
+                  f"{'killed' if killed else 'finished'} with {done}/{chunks} chunks journaled",
+                  flush=True)
+            if not killed:
+                break
+        meta = json.loads((root / "04_asr" / "transcript.json").read_text())["meta"]
+        stages = json.loads((root / "manifest.json").read_text())["stages"]
+        text = (root / "outputs" / f"{media.stem}.txt").read_text()
+        print(f"ASR chunks: {meta['chunks']}, kept from the killed run {meta['resumed_chunks']}, "
+              f"decoded by the last run {meta['chunks'] - meta['resumed_chunks']}")
+        print("stage seconds, as last run: " + " ".join(f"{k} {v['seconds']:.1f} s" for k, v in
+                                               stages.items() if v.get("seconds") is not None))
+        print(f"total wall {total_wall:.1f} s (RTF {total_wall / duration:.3f}), "
+              f"WER {evaluation.wer(reference, text, 'en'):.1%}")
+
+
+if __name__ == "__main__":
+    main()

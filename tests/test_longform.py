@@ -1,0 +1,180 @@
+"""Long-form: audio read from disk in slices, speech decoded in journaled chunks, resume."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import REPO, assert_times_valid, cli, clip, job_root
+from cpwhisperx import evaluation, media
+from cpwhisperx.engines import vad as vad_engines
+from cpwhisperx.engines.asr import WINDOW_S, Window, speech_windows
+from cpwhisperx.journal import Journal
+from cpwhisperx.transcript import Segment, Word
+
+
+def _wav(tmp_path: Path, name: str) -> Path:
+    info = media.probe(clip(name))
+    out = tmp_path / f"{name}.wav"
+    media.extract_wav(info, info.audio[0], out)
+    return out
+
+
+def test_wav_reader_slices_are_the_file(tmp_path: Path) -> None:
+    with media.WavReader(_wav(tmp_path, "en_jfk")) as audio:
+        whole = audio[:]
+        assert len(whole) == len(audio) and audio.duration == pytest.approx(11.0, abs=0.1)
+        assert whole.dtype == np.float32 and 0 < np.abs(whole).max() <= 1.0
+        np.testing.assert_array_equal(audio[1000:5000], whole[1000:5000])
+        np.testing.assert_array_equal(audio.seconds(2.0, 3.5), whole[32000:56000])
+        assert len(audio[len(audio) - 10:len(audio) + 100]) == 10
+
+
+regions_strategy = st.lists(st.tuples(st.floats(0.05, 5.0), st.floats(0.1, 70.0)),
+                            max_size=30).map(
+    lambda gaps: [(round(s, 3), round(s + d, 3)) for s, d in _cumulate(gaps)])
+
+
+def _cumulate(gaps: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    at, out = 0.0, []
+    for gap, length in gaps:
+        out.append((at + gap, length))
+        at += gap + length
+    return out
+
+
+@given(regions_strategy)
+def test_windows_hold_all_speech_in_order_and_at_most_30_s(regions) -> None:
+    windows = speech_windows(regions)
+    joined = [r for w in windows for r in w.regions]
+    # The pieces put back together are the regions, in order, nothing lost or repeated.
+    rebuilt: list[tuple[float, float]] = []
+    for start, end in joined:
+        if rebuilt and abs(rebuilt[-1][1] - start) < 1e-9:
+            rebuilt[-1] = (rebuilt[-1][0], end)
+        else:
+            rebuilt.append((start, end))
+    assert len(rebuilt) == len(regions)
+    assert np.allclose(np.array(rebuilt).reshape(-1), np.array(regions).reshape(-1))
+    for window in windows:
+        assert window.regions and sum(e - s for s, e in window.regions) <= WINDOW_S + 1e-6
+
+
+def test_window_places_times_on_the_media_timeline() -> None:
+    window = Window(((1.0, 3.0), (10.0, 12.0)))
+    words = (Word(0.5, 1.0, "one"), Word(1.9, 2.2, "two"), Word(2.5, 3.9, "three"))
+    placed = window.place(Segment(0.5, 3.9, "one two three", words))
+    # "two" is mostly after the cut (middle 2.05 s): it starts where the second region does.
+    assert [(w.start, w.end) for w in placed.words] == [(1.5, 2.0), (10.0, 10.2), (10.5, 11.9)]
+    assert (placed.start, placed.end) == (1.5, 11.9)
+    bare = window.place(Segment(0.0, 4.0, "no words"))
+    assert (bare.start, bare.end) == (1.0, 12.0)
+
+
+def test_journal_keeps_finished_entries_and_drops_torn_or_foreign_ones(tmp_path: Path) -> None:
+    path = tmp_path / "chunks.jsonl"
+    journal = Journal(path, key="a")
+    assert journal.load() == []
+    journal.append({"chunk": 0})
+    journal.append({"chunk": 1})
+    with path.open("a") as fh:
+        fh.write('{"chunk": 2, "segm')  # killed mid-write
+    assert Journal(path, key="a").load() == [{"chunk": 0}, {"chunk": 1}]
+    assert path.read_text().count("\n") == 3  # the torn line is gone
+    Journal(path, key="a").append({"chunk": 2})
+    assert [e["chunk"] for e in Journal(path, key="a").load()] == [0, 1, 2]
+    # Other inputs or settings: nothing is reused.
+    assert Journal(path, key="b").load() == []
+    assert Journal(path, key="a").load() == []
+
+
+def test_vad_in_blocks_joins_speech_across_block_boundaries(tmp_path: Path) -> None:
+    with media.WavReader(_wav(tmp_path, "en_lecture_plants")) as audio:
+        whole = vad_engines.detect_blocks(vad_engines.WholeFile(), audio, block_s=4.0,
+                                          on_progress=lambda _f: None)
+        assert whole == [(0.0, round(audio.duration, 3))]
+        silero = vad_engines.create(_settings())
+        one = vad_engines.detect_blocks(silero, audio, on_progress=lambda _f: None)
+        blocks = vad_engines.detect_blocks(silero, audio, block_s=9.0,
+                                           on_progress=lambda _f: None)
+    for regions in (one, blocks):
+        assert regions == sorted(regions)
+        assert all(s < e <= t for (s, e), (t, _) in zip(regions, [*regions[1:], (1e9, 0)],
+                                                         strict=True))
+    # Long speech is split for Whisper's 30 s window at a pause, not cut mid-word (speech
+    # joined again across a block boundary may be longer: the ASR windows cut it).
+    assert all(e - s <= WINDOW_S for s, e in one)
+    assert any(e - s > 9.0 for s, e in blocks)
+    speech = [sum(e - s for s, e in r) for r in (one, blocks)]
+    assert speech[1] == pytest.approx(speech[0], abs=1.0)
+
+
+def _settings():
+    from cpwhisperx import config
+
+    return config.load_settings(job_file=None, cli={})
+
+
+def _entries(journal: Path) -> list[dict]:
+    lines = journal.read_text().splitlines()[1:] if journal.is_file() else []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> None:
+    long_file, reference, duration = evaluation.long_form(3, tmp_path)
+    job_id = cli(tmp_path / "out", "prepare", "--media", str(long_file), "-s", "en").stdout.strip()
+    root = job_root(tmp_path / "out", job_id)
+    journal = root / "04_asr" / "chunks.jsonl"
+    run = subprocess.Popen([sys.executable, "-m", "cpwhisperx", "--out", str(tmp_path / "out"),
+                            "run", "-j", job_id], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.monotonic() + 240
+    total = None
+    while time.monotonic() < deadline and run.poll() is None:
+        speech = root / "03_vad" / "speech.json"
+        if total is None and speech.is_file():
+            regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
+            total = len(speech_windows(regions))
+        if total and len(_entries(journal)) >= total / 2:
+            break
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    time.sleep(0.5)  # the worker sees its parent gone and stops
+    kept = _entries(journal)
+    assert total and total / 2 <= len(kept) < total, (total, len(kept))
+
+    again = cli(tmp_path / "out", "run", "-j", job_id)
+    assert again.returncode == 0, again.stderr
+    meta = json.loads((root / "04_asr" / "transcript.json").read_text())["meta"]
+    # Only the chunks not journaled before the kill were decoded again.
+    assert (meta["chunks"], meta["resumed_chunks"]) == (total, len(kept))
+    assert _entries(journal)[:len(kept)] == kept
+    transcript = json.loads((root / "outputs" / f"{long_file.stem}.json").read_text())
+    assert_times_valid(transcript, duration)
+    assert evaluation.wer(reference, transcript["text"], "en") <= 0.10
+
+
+def test_batched_decoding_keeps_windows_in_place(tmp_path: Path) -> None:
+    item = next(i for i in evaluation.items() if i.id == "en_lecture_plants")
+    proc = cli(tmp_path, "transcribe", str(item.path), "-s", "en", "--set", "BATCH_SIZE=4")
+    assert proc.returncode == 0, proc.stderr
+    root = next(tmp_path.glob("*/*/job-*"))
+    asr = json.loads((root / "04_asr" / "transcript.json").read_text())
+    assert asr["meta"]["chunks"] == 1
+    transcript = json.loads((root / "outputs" / f"{item.path.stem}.json").read_text())
+    assert_times_valid(transcript, item.duration)
+    assert evaluation.wer(item.text, transcript["text"], "en") <= 0.10
