@@ -27,7 +27,8 @@ class Settings(BaseModel):
 
     source_language: str = "auto"
     audio_stream: str = ""
-    source_separation: Literal["none", "deepfilternet"] = "none"
+    source_separation: Literal["none", "deepfilternet", "demucs"] = "none"
+    separation_model: str = "htdemucs"
     whisper_backend: Literal["auto", "faster-whisper", "mlx"] = "auto"
     whisper_model: str = "auto"
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"

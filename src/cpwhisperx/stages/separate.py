@@ -1,16 +1,19 @@
 """Stage 02 (optional): audio → ``vocals.wav``, the speech without the noise or music under it.
 
 Off unless ``SOURCE_SEPARATION`` is set. The engine runs in a worker process; when it crashes or
-hangs, the job goes on with the original audio and the manifest says so. The output lines up
+hangs, the job goes on with the original audio and the manifest says so (a missing model or
+engine is an error: it was asked for). The output lines up
 sample for sample with the demuxed audio, so later times still refer to the original media.
 """
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cpwhisperx import fsutil, isolation
 from cpwhisperx.engines import separate as separators
+from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, demux
 
@@ -33,12 +36,15 @@ def audio_path(job: Job) -> Path:
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"method": ctx.settings.source_separation}
+    method = ctx.settings.source_separation
+    return {"method": method,
+            "model": ctx.settings.separation_model if method == "demucs" else None}
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: write the cleaned audio to ``task["vocals"]``, return its statistics."""
-    separator = separators.create(task["method"])
+    separator = separators.create(task["method"], model=task["model"],
+                                  cpu_threads=task["cpu_threads"])
     return separator.process(Path(task["audio"]), Path(task["vocals"]), on_progress=progress)
 
 
@@ -51,8 +57,12 @@ def run(ctx: StageContext) -> StageResult:
     if method == "none":
         ctx.progress(1.0)
         return StageResult(outputs=[], backend="none (off)")
+    if method == "demucs" and not all(importlib.util.find_spec(m) for m in ("torch", "demucs")):
+        raise CpwError("SOURCE_SEPARATION=demucs needs torch and demucs: install a CPU torch, "
+                       "then pip install 'cpwhisperx[torch]'; or use deepfilternet")
     duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
-    task = {"method": method, "audio": str(demux.audio_path(ctx.job)), "vocals": str(partial)}
+    task = {"method": method, "audio": str(demux.audio_path(ctx.job)), "vocals": str(partial),
+            "model": ctx.settings.separation_model, "cpu_threads": ctx.resolved.cpu_threads}
     used, warnings = isolation.run_chain(NAME, [(method, task)], result=stats,
                                          timeout=300 + 2 * duration,
                                          log_file=ctx.job.log_file(NAME),

@@ -2,17 +2,12 @@
 library and the ONNX model ship in the wheel; no torch).
 
 The model runs at 48 kHz on 10 ms frames. A share of the original is mixed back into the output,
-which ASR prefers to the fully enhanced signal. Audio streams through it: ffmpeg resamples up on the
-way in and back down to 16 kHz on the way out, so memory stays flat for a 2-hour film. The
-model's output lags its input by three frames (STFT overlap plus two frames of lookahead): the
-first three output frames are dropped and three frames of silence flush the end, so the output
-lines up sample for sample with the input.
+which ASR prefers to the fully enhanced signal. The model's output lags its input by three frames
+(STFT overlap plus two frames of lookahead): the first three output frames are dropped and three
+frames of silence flush the end, so the output lines up sample for sample with the input.
 """
 
-import contextlib
 import ctypes
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +15,8 @@ from typing import IO, Any
 import numpy as np
 
 from cpwhisperx import media
-from cpwhisperx.errors import CpwError, EngineUnavailable
+from cpwhisperx.engines import separate as separators
+from cpwhisperx.errors import EngineUnavailable
 
 RATE = 48_000
 DELAY_FRAMES = 3
@@ -70,11 +66,8 @@ class DeepFilterNet:
         ptr_in, ptr_out = frame_in.ctypes.data_as(_FLOATS), frame_out.ctypes.data_as(_FLOATS)
         snrs: list[float] = []
         done = 0
-        with _ffmpeg(["-i", str(src), "-ac", "1", "-ar", str(RATE), "-f", "f32le", "pipe:1"],
-                     stdout=subprocess.PIPE) as reader, \
-             _ffmpeg(["-f", "f32le", "-ar", str(RATE), "-ac", "1", "-i", "pipe:0",
-                      "-ar", str(media.SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(dst)],
-                     stdin=subprocess.PIPE) as writer:
+        with separators.reader(src, rate=RATE, channels=1) as reader, \
+             separators.writer(dst, rate=RATE) as writer:
             assert reader.stdout is not None and writer.stdin is not None
             skip = DELAY_FRAMES * hop
             pending = np.zeros(0, np.float32)  # input not yet matched by output (the delay)
@@ -111,26 +104,3 @@ def _blocks(stream: IO[bytes], hop: int, flush_frames: int) -> Iterator[np.ndarr
             samples = np.pad(samples, (0, hop - len(samples) % hop))
         yield samples
     yield np.zeros(flush_frames * hop, np.float32)
-
-
-@contextlib.contextmanager
-def _ffmpeg(args: list[str], **pipes: Any) -> Iterator[subprocess.Popen]:
-    """An ffmpeg process whose failure (after the body) raises with its last error line."""
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen([media.tool("ffmpeg"), "-hide_banner", "-v", "error", "-y",
-                                 *args], stderr=errors, **pipes)
-        try:
-            yield proc
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                if proc.stdout:
-                    proc.stdout.close()
-            returncode = proc.wait()
-        if returncode != 0:
-            errors.seek(0)
-            detail = (errors.read().decode("utf-8", "replace").strip().splitlines()
-                      or ["unknown error"])[-1]
-            raise CpwError(f"ffmpeg failed while denoising: {detail}")
