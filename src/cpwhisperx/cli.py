@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 FLAG_KEYS = {"source_language": "SOURCE_LANGUAGE", "backend": "WHISPER_BACKEND",
              "model": "WHISPER_MODEL", "device": "WHISPER_DEVICE",
              "compute_type": "WHISPER_COMPUTE_TYPE", "audio_stream": "AUDIO_STREAM",
-             "batch_size": "BATCH_SIZE", "align": "ALIGNMENT_BACKEND"}
+             "batch_size": "BATCH_SIZE", "align": "ALIGNMENT_BACKEND",
+             "target_languages": "TARGET_LANGUAGES"}
 
 
 def _out_root(args: argparse.Namespace) -> Path:
@@ -111,6 +112,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(name, entry["status"], seconds, entry.get("backend") or "-",
                       str(entry.get("attempts", 0)), notes)
     console.print(table)
+    conformance = (manifest.data["stages"].get("subtitles") or {}).get("meta", {})
+    for language, report in (conformance.get("conformance") or {}).items():
+        rules = ", ".join(f"{rule} {share:.0%}" for rule, share in report["rules"].items())
+        console.print(f"subtitles {language}: {report['all_rules']:.1%} of {report['events']} "
+                      f"events meet every rule ({rules})", markup=False)
     failed = any(e["status"] == "failed" for e in manifest.data["stages"].values())
     return 1 if failed else 0
 
@@ -137,6 +143,11 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
                         help="any config key (see config/.env.pipeline); repeatable")
 
 
+def _add_target_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-t", "--to", dest="target_languages", metavar="LANGS",
+                        help="subtitle languages, comma-separated (default: the spoken one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", default=argparse.SUPPRESS,
@@ -149,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = sub.add_parser("prepare", parents=[common], help="create a job from a media file")
     prepare.add_argument("--media", required=True, help="audio or video file")
-    prepare.add_argument("--workflow", default="transcribe", choices=["transcribe"])
+    prepare.add_argument("--workflow", default="transcribe", choices=["transcribe", "subtitle"])
     _add_settings_flags(prepare)
+    _add_target_flag(prepare)
     prepare.set_defaults(func=cmd_prepare)
 
     run = sub.add_parser("run", parents=[common], help="run or resume a job")
@@ -173,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("media", help="audio or video file")
     _add_settings_flags(transcribe)
     transcribe.set_defaults(func=cmd_transcribe, workflow="transcribe")
+
+    subtitle = sub.add_parser("subtitle", parents=[common],
+                              help="prepare and run in one go: transcript, subtitles, muxed video")
+    subtitle.add_argument("media", help="audio or video file")
+    _add_settings_flags(subtitle)
+    _add_target_flag(subtitle)
+    subtitle.set_defaults(func=cmd_transcribe, workflow="subtitle")
     return parser
 
 

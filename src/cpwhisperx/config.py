@@ -20,6 +20,9 @@ COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int
                  "int16", "float16", "bfloat16", "float32")
 
 
+MAX_TARGETS = 8  # subtitle languages per job
+
+
 class Settings(BaseModel):
     """Every key of ``.env.pipeline``; the field name upper-cased is the key."""
 
@@ -49,6 +52,10 @@ class Settings(BaseModel):
     clean_repeat_limit: int = Field(3, ge=1, le=100)
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
+    target_languages: str = ""
+    subtitle_audience: Literal["adult", "children"] = "adult"
+    subtitle_max_chars: int = Field(42, ge=10, le=100)
+    subtitle_max_cps: float = Field(0.0, ge=0.0)
 
     @field_validator("whisper_backend", mode="before")
     @classmethod
@@ -63,6 +70,21 @@ class Settings(BaseModel):
         if value != "auto" and value not in WHISPER_LANGUAGES:
             raise ValueError("expected auto or a Whisper language code (en, hi, ta, ...)")
         return value
+
+    @field_validator("target_languages")
+    @classmethod
+    def _targets(cls, value: str) -> str:
+        codes = list(dict.fromkeys(c.strip().lower() for c in value.split(",") if c.strip()))
+        if unknown := [c for c in codes if c not in WHISPER_LANGUAGES]:
+            raise ValueError(f"unknown language code {unknown[0]!r}: expected a comma list of "
+                             "language codes (en, hi, ta, ...)")
+        if len(codes) > MAX_TARGETS:
+            raise ValueError(f"at most {MAX_TARGETS} target languages, got {len(codes)}")
+        return ",".join(codes)
+
+    @property
+    def targets(self) -> list[str]:
+        return self.target_languages.split(",") if self.target_languages else []
 
     @field_validator("clean_rules")
     @classmethod

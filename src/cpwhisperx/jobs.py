@@ -18,8 +18,8 @@ from cpwhisperx.errors import ConfigError, CpwError
 JOB_ID = re.compile(r"^job-(\d{4})(\d{2})(\d{2})-([a-z0-9][a-z0-9_-]*)-(\d{4,})$")
 STAGE_NUMBERS = {"demux": 1, "separate": 2, "vad": 3, "asr": 4, "align": 5, "clean": 6,
                  "export": 7, "translate": 8, "subtitles": 9, "mux": 10}
-WORKFLOWS = {"transcribe": ("demux", "separate", "vad", "asr", "align", "clean",
-                              "export")}
+_TRANSCRIBE = ("demux", "separate", "vad", "asr", "align", "clean", "export")
+WORKFLOWS = {"transcribe": _TRANSCRIBE, "subtitle": (*_TRANSCRIBE, "subtitles", "mux")}
 
 
 def now() -> str:
@@ -115,7 +115,7 @@ def create(out_root: Path, *, media: Path, workflow: str, settings: Settings) ->
     job.outputs.mkdir()
     fsutil.write_json(job.job_json, {
         "id": job.id, "media": str(media), "workflow": workflow,
-        "source_language": settings.source_language, "target_languages": [],
+        "source_language": settings.source_language, "target_languages": settings.targets,
         "user": user, "created": now(), "tool_version": __version__})
     config.write_job_env(job.env_file, settings)
     Manifest.new(job, WORKFLOWS[workflow]).save()

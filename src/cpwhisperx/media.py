@@ -36,6 +36,7 @@ class MediaInfo:
     duration: float
     audio: tuple[AudioStream, ...]
     has_video: bool
+    fps: float | None = None  # of the video, for subtitle frame gaps
 
 
 def tool(name: str) -> str:
@@ -88,15 +89,26 @@ def probe(path: Path) -> MediaInfo:
                     language=(s.get("tags") or {}).get("language"),
                     channels=int(s.get("channels") or 0), title=(s.get("tags") or {}).get("title"))
         for i, s in enumerate(st for st in streams if st.get("codec_type") == "audio"))
-    has_video = any(s.get("codec_type") == "video"
-                    and not (s.get("disposition") or {}).get("attached_pic") for s in streams)
+    videos = [s for s in streams if s.get("codec_type") == "video"
+              and not (s.get("disposition") or {}).get("attached_pic")]
     if not streams:
         raise MediaError(f"{path} is not a media file: no audio or video streams found")
     try:
         duration = float(data.get("format", {}).get("duration") or 0.0)
     except ValueError:
         duration = 0.0
-    return MediaInfo(path=path, duration=duration, audio=audio, has_video=has_video)
+    return MediaInfo(path=path, duration=duration, audio=audio, has_video=bool(videos),
+                     fps=_rate(videos[0].get("avg_frame_rate")) if videos else None)
+
+
+def _rate(value: str | None) -> float | None:
+    """ffprobe's "24000/1001" as 23.976; None when it is unknown ("0/0")."""
+    num, _, den = (value or "").partition("/")
+    try:
+        rate = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return round(rate, 3) if rate > 0 else None
 
 
 def select_stream(info: MediaInfo, choice: str) -> AudioStream:

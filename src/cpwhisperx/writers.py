@@ -5,7 +5,7 @@ Text formats get one cue or line per segment that has text; JSON keeps every seg
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from html import escape
 
 from cpwhisperx.transcript import Segment, Transcript
@@ -23,13 +23,21 @@ def to_txt(transcript: Transcript) -> str:
     return "".join(f"{s.text.strip()}\n" for s in _spoken(transcript))
 
 
-def to_srt(transcript: Transcript) -> str:
+def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
+    return [(s.start, s.end, s.text.strip()) for s in _spoken(transcript)]
+
+
+def srt_text(cues: Iterable[tuple[float, float, str]]) -> str:
     import srt
 
     return srt.compose(
-        [srt.Subtitle(index=i, start=dt.timedelta(seconds=s.start),
-                      end=dt.timedelta(seconds=s.end), content=s.text.strip())
-         for i, s in enumerate(_spoken(transcript), 1)], reindex=False)
+        [srt.Subtitle(index=i, start=dt.timedelta(seconds=start),
+                      end=dt.timedelta(seconds=end), content=text)
+         for i, (start, end, text) in enumerate(cues, 1)], reindex=False)
+
+
+def to_srt(transcript: Transcript) -> str:
+    return srt_text(_cues(transcript))
 
 
 def _vtt_time(seconds: float) -> str:
@@ -37,14 +45,17 @@ def _vtt_time(seconds: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
-def to_vtt(transcript: Transcript) -> str:
+def vtt_text(cues: Iterable[tuple[float, float, str]]) -> str:
     import webvtt
 
     # Cue text is HTML-like: escape &, < and > (which also keeps "-->" out of a cue).
-    captions = [webvtt.Caption(start=_vtt_time(s.start), end=_vtt_time(s.end),
-                               text=escape(s.text.strip(), quote=False))
-                for s in _spoken(transcript)]
+    captions = [webvtt.Caption(start=_vtt_time(start), end=_vtt_time(end),
+                               text=escape(text, quote=False)) for start, end, text in cues]
     return webvtt.WebVTT(captions=captions).content
+
+
+def to_vtt(transcript: Transcript) -> str:
+    return vtt_text(_cues(transcript))
 
 
 def to_tsv(transcript: Transcript) -> str:

@@ -35,7 +35,7 @@ def run(ctx: StageContext) -> StageResult:
     duration = media.wav_frames(out) / media.SAMPLE_RATE
     fsutil.write_json(info_path(ctx.job), {
         "media": str(ctx.media), "container_duration": info.duration, "duration": duration,
-        "has_video": info.has_video, "stream": {"position": stream.position,
+        "has_video": info.has_video, "fps": info.fps, "stream": {"position": stream.position,
                                                 "codec": stream.codec,
                                                 "language": stream.language},
         "audio_streams": len(info.audio)})

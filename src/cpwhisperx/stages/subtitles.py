@@ -1,0 +1,61 @@
+"""Stage 09: transcript → subtitles per language (``outputs/<stem>.<lang>.srt`` and ``.vtt``)
+with a conformance report (``09_subtitles/<lang>.conformance.json``, summed up in the
+manifest)."""
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import fsutil, subtitles, writers
+from cpwhisperx.errors import CpwError
+from cpwhisperx.jobs import Job
+from cpwhisperx.stages import StageContext, StageResult, clean, demux
+from cpwhisperx.transcript import Transcript
+
+NAME = "subtitles"
+INPUTS = ("demux", "clean")
+
+
+def tracks_path(job: Job) -> Path:
+    return job.stage_dir(NAME) / "tracks.json"
+
+
+def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+    s = ctx.settings
+    return {"targets": s.targets, "audience": s.subtitle_audience,
+            "max_chars": s.subtitle_max_chars, "max_cps": s.subtitle_max_cps,
+            "stem": ctx.media.stem}
+
+
+def run(ctx: StageContext) -> StageResult:
+    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
+    fps = fsutil.read_json(demux.info_path(ctx.job)).get("fps")
+    s = ctx.settings
+    outputs, tracks, summary, warnings = [], [], {}, []
+    for language in s.targets or [transcript.language]:
+        if language != transcript.language:
+            raise CpwError(f"subtitles in {language!r} need a translation from "
+                           f"{transcript.language!r}, and this version has no translation "
+                           f"engine yet: use -t {transcript.language}")
+        style = subtitles.style_for(language, fps=fps, children=s.subtitle_audience == "children",
+                                    max_chars=s.subtitle_max_chars, max_cps=s.subtitle_max_cps)
+        events = subtitles.events(transcript.segments, language=language, style=style)
+        report = subtitles.check(events, style, language=language)
+        cues = [(e.start, e.end, e.text) for e in events]
+        srt_path = ctx.job.outputs / f"{ctx.media.stem}.{language}.srt"
+        vtt_path = srt_path.with_suffix(".vtt")
+        report_path = ctx.dir(NAME) / f"{language}.conformance.json"
+        fsutil.write_text(srt_path, writers.srt_text(cues))
+        fsutil.write_text(vtt_path, writers.vtt_text(cues))
+        fsutil.write_json(report_path, {"style": asdict(style), **report.to_dict()})
+        outputs += [srt_path, vtt_path, report_path]
+        tracks.append({"language": language, "srt": str(srt_path)})
+        summary[language] = {k: v for k, v in report.to_dict().items() if k != "failures"}
+        if report.failures:
+            warnings.append(f"{language}: {len(report.failures)} of {report.events} events break "
+                            f"a rule ({report.share():.1%} meet all); see {report_path}")
+    fsutil.write_json(tracks_path(ctx.job), tracks)
+    ctx.progress(1.0)
+    return StageResult(outputs=[*outputs, tracks_path(ctx.job)], backend="netflix rules",
+                       warnings=warnings, meta={"conformance": summary, "fps": fps or 25.0})
+

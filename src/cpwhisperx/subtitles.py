@@ -1,0 +1,277 @@
+"""Subtitle events from word times, following the Netflix Timed Text Style Guide by default.
+
+Events are chosen by dynamic programming over the words: every event fits in two lines of at
+most 42 characters (grapheme clusters, so Devanagari counts as it is read), lasts 5/6 s to 7 s,
+leaves two frames before the next one and is readable at the language's speed; among the
+segmentations that do, the one that ends events at sentence ends and breaks lines after
+punctuation or before conjunctions and prepositions wins. Words never move: an event starts
+with its first word, and only its end is extended (for reading time) into the pause after it.
+``check`` measures every rule on any list of events, ours or not.
+"""
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import regex
+
+from cpwhisperx.transcript import Segment, Word
+
+
+def _set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+# Reading speed, characters per second: (adults, children). Netflix's general guide gives 20
+# and 17; languages whose guides differ go here.
+READING_SPEED: dict[str, tuple[float, float]] = {"default": (20.0, 17.0)}
+SPACELESS = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo", "km"})
+SENTENCE_END = ("।", "॥", ".", "?", "!", "…", "。", "\uff1f", "\uff01")
+# Never break a line or an event right after these (article + noun, pronoun + verb, ...) ...
+NO_BREAK_AFTER: dict[str, frozenset[str]] = {
+    "en": _set("a an the this that these those my your his her its our their i you he "
+               "she we they it mr mrs ms dr to not no very more most"),
+    "hi": _set("मैं तुम आप हम वह वे यह ये मेरा मेरी तेरा तेरी उसका उसकी न नहीं मत"),
+}
+# ... or right before these (postpositions and auxiliaries that close a phrase).
+NO_BREAK_BEFORE: dict[str, frozenset[str]] = {
+    "en": frozenset(),
+    "hi": _set("है हैं था थे थी हो का की के को में से पर ने तक भी ही"),
+}
+# Good places to start a new line or event.
+BREAK_BEFORE: dict[str, frozenset[str]] = {
+    "en": _set("and but or so because although though while when if unless until that "
+               "which who where after before since for with without about from into "
+               "at on in of by over under through"),
+    "hi": _set("और लेकिन कि या तो क्योंकि जब अगर जबकि फिर"),
+}
+PAUSE_S = 1.0  # a silence this long inside an event is a missed place to end it
+RULES = ("characters_per_line", "lines", "reading_speed", "min_duration", "max_duration",
+         "frame_gap", "line_break")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Style:
+    max_chars: int = 42
+    max_lines: int = 2
+    max_cps: float = 20.0
+    min_duration: float = 5 / 6
+    max_duration: float = 7.0
+    min_gap_frames: int = 2
+    fps: float = 25.0
+
+    @property
+    def gap(self) -> float:
+        return self.min_gap_frames / self.fps
+
+
+def style_for(language: str, *, fps: float | None, children: bool = False, max_chars: int = 0,
+              max_cps: float = 0.0) -> Style:
+    adults, kids = READING_SPEED.get(language, READING_SPEED["default"])
+    return Style(max_chars=max_chars or 42, max_cps=max_cps or (kids if children else adults),
+                 fps=fps or 25.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    start: float
+    end: float
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    events: int
+    passed: dict[str, int]  # per rule: events meeting it
+    all_rules: int  # events meeting every rule
+    failures: list[dict[str, Any]] = field(default_factory=list)  # which event, which rule, why
+
+    def share(self, rule: str | None = None) -> float:
+        count = self.all_rules if rule is None else self.passed[rule]
+        return count / self.events if self.events else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "all_rules": round(self.share(), 4),
+                "rules": {r: round(self.share(r), 4) for r in RULES},
+                "failures": self.failures}
+
+
+def graphemes(text: str) -> int:
+    return len(regex.findall(r"\X", text))
+
+
+def _key(word: str) -> str:
+    return regex.sub(r"[^\p{L}\p{M}\p{N}']+", "", word).lower()
+
+
+class _Words:
+    """The words of a language, with what the rules need to know about each joint."""
+
+    def __init__(self, words: Sequence[Word], language: str, *,
+                 segment_ends: frozenset[int] = frozenset()) -> None:
+        self.words = [w for w in words if w.text.strip()]
+        self.segment_ends = segment_ends  # indices of words that end an ASR segment
+        self.joiner = "" if language in SPACELESS else " "
+        self.no_after = NO_BREAK_AFTER.get(language, frozenset())
+        self.no_before = NO_BREAK_BEFORE.get(language, frozenset())
+        self.good_before = BREAK_BEFORE.get(language, frozenset())
+        self.texts = [w.text.strip() for w in self.words]
+        self.prefix = [0]  # characters before each word, so a width costs O(1)
+        for text in self.texts:
+            self.prefix.append(self.prefix[-1] + graphemes(text))
+
+    def join(self, i: int, j: int) -> str:
+        return self.joiner.join(self.texts[i:j])
+
+    def width(self, i: int, j: int) -> int:
+        return self.prefix[j] - self.prefix[i] + len(self.joiner) * (j - i - 1)
+
+    def bad_joint(self, k: int) -> str | None:
+        """Why a break between word k-1 and word k is not allowed, if it is not."""
+        before, after = self.texts[k - 1], self.texts[k]
+        if before.endswith((",", ";", ":", "-", "—", *SENTENCE_END)) or k - 1 in self.segment_ends:
+            return None
+        if _key(before) in self.no_after:
+            return f"after {before!r}"
+        if _key(after) in self.no_before:
+            return f"before {after!r}"
+        if before[:1].isupper() and after[:1].isupper() and k - 1 > 0 and \
+                not self.texts[k - 2].endswith(SENTENCE_END):
+            return f"inside the name {before} {after}"
+        return None
+
+    def joint_cost(self, k: int) -> float:
+        before, after = self.texts[k - 1], self.texts[k]
+        if before.endswith(SENTENCE_END):
+            return 0.0
+        if before.endswith((",", ";", ":", "-", "—")) or k - 1 in self.segment_ends:
+            return 0.5  # Whisper ends a segment where a sentence ends, punctuated or not
+        if self.bad_joint(k):
+            return 8.0
+        return 1.0 if _key(after) in self.good_before else 2.5
+
+
+def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...], float] | None:
+    """The best lines for words i..j-1 and their cost; None when they cannot fit."""
+    if words.width(i, j) <= style.max_chars:
+        return (words.join(i, j),), 0.0
+    if style.max_lines < 2:
+        return None
+    best: tuple[tuple[str, ...], float] | None = None
+    for k in range(i + 1, j):
+        top, bottom = words.width(i, k), words.width(k, j)
+        if top > style.max_chars or bottom > style.max_chars:
+            continue
+        # Balanced lines read best; a slightly shorter top line (a pyramid) is the tie-break.
+        cost = words.joint_cost(k) + 0.03 * abs(top - bottom) + (0.01 if top > bottom else 0.0)
+        if best is None or cost < best[1]:
+            best = ((words.join(i, k), words.join(k, j)), cost)
+    return best
+
+
+def _timing(words: _Words, i: int, j: int, chars: int, style: Style) -> tuple[float, float]:
+    """Start and end of the event of words i..j-1: its end extended for reading time and the
+    minimum duration, up to two frames before the next word and at most ``max_duration``."""
+    start = words.words[i].start
+    spoken = words.words[j - 1].end
+    wanted = max(spoken, start + style.min_duration, start + chars / style.max_cps)
+    limit = start + style.max_duration
+    if j < len(words.words):
+        limit = min(limit, words.words[j].start - style.gap)
+    end = max(min(wanted, limit), start + 0.001)
+    # Whole milliseconds, as subtitle files have them: rounded up, unless that takes the end
+    # past its limit (the frame gap), then down.
+    up = math.ceil(end * 1000 - 1e-6) / 1000
+    return start, up if up <= limit + 1e-9 else math.floor(end * 1000 + 1e-6) / 1000
+
+
+def events(segments: Sequence[Segment], *, language: str, style: Style) -> list[Event]:
+    """Subtitle events for a transcript's words (segments without words are spread evenly)."""
+    from cpwhisperx.engines.align import interpolate
+
+    spoken = [[w for w in (s.words or interpolate(s).words) if w.text.strip()] for s in segments]
+    ends = frozenset(itertools.accumulate(len(ws) for ws in spoken if ws)) - {0}
+    words = _Words([w for ws in spoken for w in ws], language,
+                   segment_ends=frozenset(e - 1 for e in ends))
+    n = len(words.words)
+    best: list[tuple[float, int]] = [(0.0, 0)] + [(float("inf"), 0)] * n
+    for j in range(1, n + 1):
+        for i in range(j - 1, -1, -1):
+            span = words.words[j - 1].end - words.words[i].start
+            if j - i > 1 and (words.width(i, j) > style.max_chars * style.max_lines
+                              or span > style.max_duration):
+                break
+            cost = best[i][0] + _event_cost(words, i, j, style)
+            if cost < best[j][0]:
+                best[j] = (cost, i)
+    cuts, j = [], n
+    while j > 0:
+        cuts.append((best[j][1], j))
+        j = best[j][1]
+    out = []
+    for i, j in reversed(cuts):
+        lines = (_layout(words, i, j, style) or ((words.join(i, j),), 0.0))[0]
+        start, end = _timing(words, i, j, graphemes(" ".join(lines)), style)
+        out.append(Event(start=start, end=end, lines=lines))
+    return out
+
+
+def _event_cost(words: _Words, i: int, j: int, style: Style) -> float:
+    layout = _layout(words, i, j, style)
+    if layout is None:
+        return 1e6  # too long for the lines: only when a single word is
+    lines, cost = layout
+    start, end = _timing(words, i, j, graphemes(" ".join(lines)), style)
+    cost += 1.0  # fewer events, when nothing else differs
+    if j < len(words.words):
+        cost += 2.0 * words.joint_cost(j)
+    cost += 3.0 * sum(words.words[k].start - words.words[k - 1].end > PAUSE_S
+                      for k in range(i + 1, j))
+    chars = graphemes(" ".join(lines))
+    if chars / max(end - start, 1e-3) > style.max_cps + 1e-6:
+        cost += 50.0
+    if end - start < style.min_duration - 1e-6:
+        cost += 50.0
+    return cost
+
+
+def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
+    """Which events meet which rule, and why the others do not."""
+    passed = dict.fromkeys(RULES, 0)
+    failures: list[dict[str, Any]] = []
+    all_rules = 0
+    for index, event in enumerate(items):
+        why: dict[str, str] = {}
+        widest = max((graphemes(line) for line in event.lines), default=0)
+        if widest > style.max_chars:
+            why["characters_per_line"] = f"{widest} characters on a line > {style.max_chars}"
+        if len(event.lines) > style.max_lines:
+            why["lines"] = f"{len(event.lines)} lines > {style.max_lines}"
+        duration = event.end - event.start
+        cps = graphemes(" ".join(event.lines)) / max(duration, 1e-3)
+        if cps > style.max_cps + 1e-6:
+            why["reading_speed"] = f"{cps:.1f} characters per second > {style.max_cps:g}"
+        if duration < style.min_duration - 1e-6:
+            why["min_duration"] = f"{duration:.3f} s < {style.min_duration:.3f} s"
+        if duration > style.max_duration + 1e-6:
+            why["max_duration"] = f"{duration:.3f} s > {style.max_duration:g} s"
+        if index + 1 < len(items) and items[index + 1].start - event.end < style.gap - 1e-6:
+            why["frame_gap"] = (f"{items[index + 1].start - event.end:.3f} s to the next event "
+                                f"< {style.min_gap_frames} frames at {style.fps:g} fps")
+        if len(event.lines) > 1 and language not in SPACELESS:
+            split = _Words([Word(0, 0, t) for t in " ".join(event.lines).split(" ")], language)
+            if reason := split.bad_joint(len(event.lines[0].split(" "))):
+                why["line_break"] = f"line broken {reason}"
+        for rule in RULES:
+            passed[rule] += rule not in why
+        all_rules += not why
+        if why:
+            failures.append({"event": index + 1, "start": event.start, "end": event.end,
+                             "text": event.text, "why": why})
+    return Report(events=len(items), passed=passed, all_rules=all_rules, failures=failures)

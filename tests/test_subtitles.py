@@ -1,0 +1,146 @@
+"""Subtitles: Netflix-style events from word times, the conformance report, and the subtitle
+workflow with its muxed video."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import cli, clip, error_line, job_of, job_root
+from cpwhisperx import evaluation, media, subtitles
+from cpwhisperx.transcript import Segment, Word
+
+VOCABULARY = ["the", "a", "house", "and", "river", "Anna", "said,", "quickly.", "with",
+              "because", "नमस्ते", "क्षत्रिय", "और", "है।", "extraordinarily", "?", "I'm"]
+
+
+@st.composite
+def transcripts(draw) -> list[Segment]:
+    segments, at = [], 0.0
+    for _ in range(draw(st.integers(1, 6))):
+        words = []
+        for text in draw(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=25)):
+            at += draw(st.sampled_from([0.0, 0.05, 0.2, 0.6, 1.5]))
+            length = draw(st.floats(0.1, 0.8))
+            words.append(Word(round(at, 3), round(at + length, 3), text))
+            at += length
+        segments.append(Segment(words[0].start, words[-1].end,
+                                " ".join(w.text for w in words), tuple(words)))
+    return segments
+
+
+@settings(max_examples=60, deadline=None)
+@given(transcripts(), st.sampled_from(["en", "hi"]))
+def test_events_keep_every_word_in_place_and_fit_the_lines(segments, language) -> None:
+    style = subtitles.style_for(language, fps=24.0)
+    events = subtitles.events(segments, language=language, style=style)
+    words = [w for s in segments for w in s.words]
+    # Every word once, in order; an event starts exactly when its first word does.
+    assert " ".join(" ".join(e.lines) for e in events) == " ".join(w.text for w in words)
+    starts = {w.start for w in words}
+    for event, following in zip(events, [*events[1:], None], strict=True):
+        assert event.start in starts and event.end > event.start
+        assert len(event.lines) <= 2
+        assert all(subtitles.graphemes(line) <= style.max_chars for line in event.lines)
+        assert event.end - event.start <= style.max_duration + 1e-6
+        if following is not None:
+            assert following.start >= event.end + style.gap - 1e-6
+
+
+def test_graphemes_count_devanagari_as_read() -> None:
+    assert subtitles.graphemes("नमस्ते") == 3  # न म स्ते
+    assert subtitles.graphemes("क्षत्रिय") == 3  # क्ष त्रि य
+    assert subtitles.graphemes("café") == 4
+
+
+def test_check_names_each_broken_rule() -> None:
+    style = subtitles.Style(fps=25.0)
+    events = [subtitles.Event(0.0, 0.5, ("Too short.",)),
+              subtitles.Event(0.52, 9.0, ("x" * 50,)),
+              subtitles.Event(9.5, 12.0, ("This line is broken after the", "house.")),
+              subtitles.Event(12.5, 15.0, ("This one", "is fine.", "But three lines.")),
+              subtitles.Event(15.5, 16.5, ("A very fast line full of words here, ok.",))]
+    report = subtitles.check(events, style, language="en")
+    why = {f["event"]: set(f["why"]) for f in report.failures}
+    assert why == {1: {"min_duration", "frame_gap"}, 2: {"characters_per_line", "max_duration"},
+                   3: {"line_break"}, 4: {"lines"}, 5: {"reading_speed"}}
+    assert report.all_rules == 0 and report.share("lines") == 0.8
+
+
+def _segment(text: str) -> Segment:
+    words = text.split()
+    return Segment(0.0, len(words) * 0.4, text,
+                   tuple(Word(i * 0.4, i * 0.4 + 0.3, w) for i, w in enumerate(words)))
+
+
+def test_line_breaks_follow_the_style_guide() -> None:
+    style = subtitles.Style()
+    (event,) = subtitles.events([_segment("I walked to the old bridge by the harbour, and then "
+                                          "I turned back home")], language="en", style=style)
+    assert event.lines == ("I walked to the old bridge by the harbour,",
+                           "and then I turned back home")
+    # No punctuation: the break goes before the conjunction, never after an article.
+    (event,) = subtitles.events([_segment("We carried the heavy boxes up the stairs and the "
+                                          "neighbours watched us")], language="en", style=style)
+    assert event.lines == ("We carried the heavy boxes up the stairs",
+                           "and the neighbours watched us")
+
+
+ENGLISH = [i for i in evaluation.items() if i.language == "en" and i.text
+           and i.path.suffix == ".flac"]
+
+
+@pytest.mark.parametrize("item", ENGLISH, ids=[i.id for i in ENGLISH])
+def test_subtitles_of_english_clips_conform(tmp_path: Path, item) -> None:
+    proc = cli(tmp_path, "prepare", "--media", str(item.path), "--workflow", "subtitle",
+               "-s", "en", "-t", "en")
+    job_id = proc.stdout.strip()
+    run = cli(tmp_path, "run", "-j", job_id)
+    assert run.returncode == 0, run.stderr
+    root = job_root(tmp_path, job_id)
+    report = json.loads((root / "09_subtitles" / "en.conformance.json").read_text())
+    assert report["events"] > 0
+    assert report["all_rules"] >= 0.98, report["failures"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["stages"]["subtitles"]["meta"]["conformance"]["en"]["all_rules"] \
+        == report["all_rules"]
+    assert (root / "outputs" / f"{item.path.stem}.en.srt").read_text().startswith("1\n")
+    status = cli(tmp_path, "status", "-j", job_id)
+    assert f"subtitles en: {report['all_rules']:.1%} of {report['events']} events" in status.stdout
+
+
+def _streams(path: Path) -> tuple[list[dict], float]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
+                          "-show_format", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    data = json.loads(out)
+    return data["streams"], float(data["format"]["duration"])
+
+
+@pytest.mark.parametrize("name,container,codec", [("media_film_mp4", "mp4", "mov_text"),
+                                                  ("media_en_hi_mkv", "mkv", "subrip")])
+def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, codec) -> None:
+    source = clip(name)
+    proc = cli(tmp_path, "subtitle", str(source), "-s", "en", "-t", "en")
+    assert proc.returncode == 0, proc.stderr
+    outputs = job_root(tmp_path, job_of(proc)) / "outputs"
+    assert (outputs / f"{name}.en.srt").is_file() and (outputs / f"{name}.en.vtt").is_file()
+    before, before_duration = _streams(source)
+    after, after_duration = _streams(outputs / f"{name}.subtitled.{container}")
+    kept = [(s["codec_type"], s["codec_name"]) for s in after if s["codec_type"] != "subtitle"]
+    assert kept == [(s["codec_type"], s["codec_name"]) for s in before]  # copied, not re-encoded
+    assert abs(after_duration - before_duration) <= 0.1
+    (track,) = [s for s in after if s["codec_type"] == "subtitle"]
+    assert track["codec_name"] == codec and track["tags"]["language"] == "eng"
+
+
+def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
+    bad = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-t", "en,xx")
+    assert bad.returncode != 0 and "unknown language code 'xx'" in error_line(bad)
+    later = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-s", "en", "-t", "hi")
+    assert later.returncode != 0
+    assert "need a translation from 'en'" in error_line(later)
+    assert media.probe(clip("en_jfk")).fps is None  # audio only: 25 fps for frame gaps
