@@ -106,6 +106,11 @@ def graphemes(text: str) -> int:
     return len(regex.findall(r"\X", text))
 
 
+def reading_chars(lines: Sequence[str]) -> int:
+    """What a viewer reads: every character of the lines, the break counted as a space."""
+    return graphemes(" ".join(lines))
+
+
 def _key(word: str) -> str:
     return regex.sub(r"[^\p{L}\p{M}\p{N}']+", "", word).lower()
 
@@ -125,6 +130,8 @@ class _Words:
         self.prefix = [0]  # characters before each word, so a width costs O(1)
         for text in self.texts:
             self.prefix.append(self.prefix[-1] + graphemes(text))
+        # The cost of a break before word k, computed once: the search asks for it often.
+        self.joint = [0.0] + [self._joint_cost(k) for k in range(1, len(self.texts))]
 
     def join(self, i: int, j: int) -> str:
         return self.joiner.join(self.texts[i:j])
@@ -146,7 +153,7 @@ class _Words:
             return f"inside the name {before} {after}"
         return None
 
-    def joint_cost(self, k: int) -> float:
+    def _joint_cost(self, k: int) -> float:
         before, after = self.texts[k - 1], self.texts[k]
         if before.endswith(SENTENCE_END):
             return 0.0
@@ -169,7 +176,7 @@ def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...
         if top > style.max_chars or bottom > style.max_chars:
             continue
         # Balanced lines read best; a slightly shorter top line (a pyramid) is the tie-break.
-        cost = words.joint_cost(k) + 0.03 * abs(top - bottom) + (0.01 if top > bottom else 0.0)
+        cost = words.joint[k] + 0.03 * abs(top - bottom) + (0.01 if top > bottom else 0.0)
         if best is None or cost < best[1]:
             best = ((words.join(i, k), words.join(k, j)), cost)
     return best
@@ -217,7 +224,7 @@ def events(segments: Sequence[Segment], *, language: str, style: Style) -> list[
     out = []
     for i, j in reversed(cuts):
         lines = (_layout(words, i, j, style) or ((words.join(i, j),), 0.0))[0]
-        start, end = _timing(words, i, j, graphemes(" ".join(lines)), style)
+        start, end = _timing(words, i, j, reading_chars(lines), style)
         out.append(Event(start=start, end=end, lines=lines))
     return out
 
@@ -227,13 +234,13 @@ def _event_cost(words: _Words, i: int, j: int, style: Style) -> float:
     if layout is None:
         return 1e6  # too long for the lines: only when a single word is
     lines, cost = layout
-    start, end = _timing(words, i, j, graphemes(" ".join(lines)), style)
+    chars = reading_chars(lines)
+    start, end = _timing(words, i, j, chars, style)
     cost += 1.0  # fewer events, when nothing else differs
     if j < len(words.words):
-        cost += 2.0 * words.joint_cost(j)
+        cost += 2.0 * words.joint[j]
     cost += 3.0 * sum(words.words[k].start - words.words[k - 1].end > PAUSE_S
                       for k in range(i + 1, j))
-    chars = graphemes(" ".join(lines))
     if chars / max(end - start, 1e-3) > style.max_cps + 1e-6:
         cost += 50.0
     if end - start < style.min_duration - 1e-6:
@@ -254,7 +261,7 @@ def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
         if len(event.lines) > style.max_lines:
             why["lines"] = f"{len(event.lines)} lines > {style.max_lines}"
         duration = event.end - event.start
-        cps = graphemes(" ".join(event.lines)) / max(duration, 1e-3)
+        cps = reading_chars(event.lines) / max(duration, 1e-3)
         if cps > style.max_cps + 1e-6:
             why["reading_speed"] = f"{cps:.1f} characters per second > {style.max_cps:g}"
         if duration < style.min_duration - 1e-6:
