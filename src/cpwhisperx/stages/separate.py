@@ -2,8 +2,8 @@
 
 Off unless ``SOURCE_SEPARATION`` is set. The engine runs in a worker process; when it crashes or
 hangs, the job goes on with the original audio and the manifest says so (a missing model or
-engine is an error: it was asked for). The output lines up
-sample for sample with the demuxed audio, so later times still refer to the original media.
+engine is an error: it was asked for). The output is at lag 0 with the demuxed audio, so later
+times still refer to the original media.
 """
 
 import importlib.util
