@@ -45,24 +45,28 @@ def _tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
-def _journaled(root: Path) -> tuple[int, int]:
-    """(chunks journaled, chunks in all) of the job's ASR stage so far."""
+def _journaled(root: Path, chunks: dict[str, int]) -> tuple[int, int]:
+    """(chunks journaled, chunks in all) of the job's ASR stage so far; the total, known once
+    VAD is done, is kept in ``chunks``."""
     speech, journal = root / "03_vad" / "speech.json", root / "04_asr" / "chunks.jsonl"
-    if not speech.is_file():
-        return 0, 0
-    regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
+    if "total" not in chunks:
+        if not speech.is_file():
+            return 0, 0
+        regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
+        chunks["total"] = len(speech_windows(regions))
     done = max(0, len(journal.read_text().splitlines()) - 1) if journal.is_file() else 0
-    return done, len(speech_windows(regions))
+    return done, chunks["total"]
 
 
-def run(cmd: list[str], *, stop: float, root: Path) -> tuple[float, float, bool]:
+def run(cmd: list[str], *, stop: float, root: Path, chunks: dict[str, int]
+        ) -> tuple[float, float, bool]:
     """Wall seconds and peak tree RSS (MB); killed once ``stop`` of the chunks are done."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak, killed = 0.0, False
     while proc.poll() is None:
         peak = max(peak, _tree_rss_mb(proc.pid))
-        done, total = _journaled(root)
+        done, total = _journaled(root, chunks)
         if stop and total and done >= stop * total:
             proc.send_signal(signal.SIGKILL)
             killed = True
@@ -89,14 +93,15 @@ def main() -> None:
                              check=True).stdout.strip()
         root = next((folder / "out").glob(f"*/*/{job}"))
         print(f"{media.name}: {duration / 60:.1f} min, model {args.model}, {os.cpu_count()} CPUs")
-        total_wall = 0.0
+        total_wall, chunks = 0.0, {}
         for attempt in (1, 2):
             stop = args.kill_at if attempt == 1 else 0.0
-            wall, peak, killed = run([*base, "run", "-j", job], stop=stop, root=root)
+            wall, peak, killed = run([*base, "run", "-j", job], stop=stop, root=root,
+                                       chunks=chunks)
             total_wall += wall
-            done, chunks = _journaled(root)
+            done, total = _journaled(root, chunks)
             print(f"run {attempt}: {wall:7.1f} s  peak RSS {peak:6.0f} MB (process tree)  "
-                  f"{'killed' if killed else 'finished'} with {done}/{chunks} chunks journaled",
+                  f"{'killed' if killed else 'finished'} with {done}/{total} chunks journaled",
                   flush=True)
             if not killed:
                 break

@@ -124,15 +124,21 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
                     why="; ".join(reasons) or "all set explicitly")
 
 
+def _auto(setting: str, choice: str, why: str, reasons: list[str]) -> str:
+    """The setting, unless it is auto: then ``choice``, with why it was made."""
+    if setting != "auto":
+        return setting
+    reasons.append(why)
+    return choice
+
+
 def _ct2_device(settings: Settings, hw: Hardware, reasons: list[str]) -> tuple[str, str]:
-    device = settings.whisper_device
-    if device == "auto":
-        device = "cuda" if hw.cuda_devices else "cpu"
-        reasons.append(f"device {device}: CTranslate2 sees {hw.cuda_devices} CUDA device(s)")
-    compute = settings.whisper_compute_type
-    if compute == "auto":
-        compute = "float16" if device == "cuda" else "int8"
-        reasons.append(f"compute {compute}: fastest without accuracy loss on {device}")
+    choice = "cuda" if hw.cuda_devices else "cpu"
+    device = _auto(settings.whisper_device, choice,
+                   f"device {choice}: CTranslate2 sees {hw.cuda_devices} CUDA device(s)", reasons)
+    choice = "float16" if device == "cuda" else "int8"
+    compute = _auto(settings.whisper_compute_type, choice,
+                    f"compute {choice}: fastest without accuracy loss on {device}", reasons)
     return device, compute
 
 
@@ -143,15 +149,14 @@ def _mlx_device(settings: Settings, hw: Hardware, reasons: list[str]) -> tuple[s
     if settings.whisper_device == "cuda":
         raise ConfigError("WHISPER_DEVICE=cuda does not go with WHISPER_BACKEND=mlx (Apple GPU "
                           "or CPU): set WHISPER_DEVICE=auto or cpu, or WHISPER_BACKEND=auto")
-    device = settings.whisper_device
-    if device == "auto":
-        device = "gpu" if hw.apple_silicon else "cpu"
-        reasons.append(f"device {device}: MLX on {'Apple Silicon' if hw.apple_silicon else 'CPU'}")
-    compute = settings.whisper_compute_type
-    if compute == "auto":
-        compute = "float16" if device == "gpu" else "float32"
-        reasons.append(f"compute {compute}: MLX's fast path on {device}")
-    elif compute not in ("float16", "float32"):
+    choice = "gpu" if hw.apple_silicon else "cpu"
+    device = _auto(settings.whisper_device, choice,
+                   f"device {choice}: MLX on {'Apple Silicon' if hw.apple_silicon else 'CPU'}",
+                   reasons)
+    choice = "float16" if device == "gpu" else "float32"
+    compute = _auto(settings.whisper_compute_type, choice,
+                    f"compute {choice}: MLX's fast path on {device}", reasons)
+    if compute not in ("float16", "float32"):
         raise ConfigError(f"WHISPER_COMPUTE_TYPE={compute} does not go with WHISPER_BACKEND=mlx: "
                           "set float16, float32 or auto")
     return device, compute

@@ -63,9 +63,9 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     resumed = len(entries)
     log.info("%d windows in %d chunks; %d chunks kept from an earlier run",
              len(windows), len(chunks), resumed)
-    language, probability = ((task["language"], None) if task["language"] else
-                             (entries[0]["language"], entries[0]["language_probability"])
-                             if entries else (None, None))
+    language, probability = task["language"], None
+    if language is None and entries:  # detected by the run that journaled them
+        language, probability = entries[0]["language"], entries[0]["language_probability"]
     with media.WavReader(Path(task["audio"])) as audio:
         for index in range(resumed, len(chunks)):
             audios = [window.read(audio) for window in chunks[index]]
