@@ -1,14 +1,38 @@
-"""Accuracy benchmark: WER/CER of `cpwhisperx transcribe` on every speech clip of ../shared/eval.
+"""Accuracy benchmark: `cpwhisperx transcribe` on every speech clip of ../shared/eval.
 
     .venv/bin/python bench/accuracy.py [--model auto|tiny.en|base] [--ids en_jfk,...]
                                        [--set SOURCE_SEPARATION=deepfilternet ...]
+                                       [--set ALIGNMENT_BACKEND=whisper ...]
 
-Prints one row per clip and the totals; numbers, never pass/fail.
+One table, a row per clip: WER and CER (Whisper's English normaliser for English), the share of
+subtitle events (Netflix rules, from the transcript's word times) meeting every rule, the
+median word-start error of the aligner where the clip has exact word times, the share of
+letters in the language's own script for an Indic language, wall time; then the totals per
+language. Numbers, never pass/fail.
 """
 
 import argparse
 
-from cpwhisperx import evaluation
+import numpy as np
+from alignment import errors
+
+from cpwhisperx import evaluation, scripts, subtitles
+from cpwhisperx.transcript import Transcript
+
+
+def conformance(transcript: dict, language: str) -> float:
+    style = subtitles.style_for(language, fps=None)
+    events = subtitles.events(Transcript.from_dict(transcript).segments, language=language,
+                              style=style)
+    return subtitles.check(events, style, language=language).share()
+
+
+def start_error_ms(item: evaluation.Item, transcript: dict) -> str:
+    if not item.words:
+        return "-"
+    words = [w for seg in transcript["segments"] for w in seg["words"]]
+    pairs = errors(item.words, words, item.language)
+    return f"{np.median([start for start, _ in pairs]) * 1000:.0f} ms" if pairs else "-"
 
 
 def main() -> None:
@@ -20,6 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     wanted = set(args.ids.split(",")) if args.ids else None
     rows = []
+    print("| clip | lang | length | WER | CER | subtitles meeting every rule "
+          "| word start error (median) | own script | wall |\n|" + "---|" * 9)
     for item in evaluation.items():
         if item.expect != "transcript" or not item.text or item.path.suffix != ".flac":
             continue
@@ -31,8 +57,11 @@ def main() -> None:
         rows.append((item, hyp, seconds))
         w = evaluation.wer(item.text, hyp, item.language)
         c = evaluation.cer(item.text, hyp, item.language)
-        print(f"{item.id:<20} {item.language:<3} {item.duration or 0:6.1f} s  "
-              f"WER {w:6.1%}  CER {c:6.1%}  {seconds:5.1f} s wall", flush=True)
+        native = scripts.NATIVE_SCRIPTS.get(item.language or "")
+        script = f"{scripts.share(hyp, native):.1%} {native}" if native else "-"
+        print(f"| {item.id} | {item.language} | {item.duration or 0:.1f} s | {w:.1%} | {c:.1%} "
+              f"| {conformance(transcript, item.language):.0%} "
+              f"| {start_error_ms(item, transcript)} | {script} | {seconds:.1f} s |", flush=True)
     for language in sorted({i.language for i, _, _ in rows}):
         subset = [(i, h) for i, h, _ in rows if i.language == language]
         refs = " ".join(i.text for i, _ in subset)

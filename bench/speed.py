@@ -1,14 +1,16 @@
 """Speed against peers, on long-form English built from the ../shared/eval clips.
 
     .venv/bin/python bench/speed.py [--minutes 10] [--model tiny.en] [--runs 2]
-                                    [--set BATCH_SIZE=8 ...]
+                                    [--set BATCH_SIZE=8 ...] [--whisperx PATH]
 
 Runs, alternating A B C A B C ...: `cpwhisperx transcribe` (demux → VAD → ASR with Whisper's
 word times → clean → export), plain faster-whisper sequential ``transcribe(vad_filter=True,
 word_timestamps=True)`` with the same model and compute type, and the WhisperX CLI
-(``--no_align``) when it is installed. Each run is a fresh process; the table gives its wall
-time, real-time factor, peak RSS of its largest process and WER against the concatenated
-references, then the medians and the ratios. Numbers, never pass/fail.
+(``--no_align``, pyannote VAD) when it is installed (``--whisperx``: its executable, by default
+``whisperx`` on the PATH; bench/RESULTS.md says how to install it offline on CPU). Each run is
+a fresh process; the table gives its wall time, real-time factor, peak RSS of its largest
+process and WER against the concatenated references, then the medians and the ratios.
+Numbers, never pass/fail.
 """
 
 import argparse
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a cpwhisperx setting (repeatable)")
+    parser.add_argument("--whisperx", default=shutil.which("whisperx"),
+                        help="the WhisperX CLI (default: whisperx on the PATH)")
     args = parser.parse_args()
     model = models.resolve(args.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,15 +87,16 @@ def main() -> None:
             return wall, rss, text, ""
 
         def whisperx() -> tuple[float, float, str, str]:
-            wall, rss, _ = run(["whisperx", str(media), "--model", str(model.path),
+            wall, rss, _ = run([args.whisperx, str(media), "--model", str(model.path),
                                 "--compute_type", "int8", "--language", "en", "--no_align",
                                 "--output_dir", str(folder / "wx"), "--output_format", "txt"],
-                               env={"HF_HUB_OFFLINE": "1"})
+                               env={"HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "0",
+                                    "PYTHONWARNINGS": "ignore"})
             text = (folder / "wx" / f"{media.stem}.txt").read_text()
             return wall, rss, text, ""
 
         systems = {"cpwhisperx": ours, "faster-whisper": faster_whisper}
-        if shutil.which("whisperx"):
+        if args.whisperx:
             systems["whisperx --no_align"] = whisperx
         else:
             print("whisperx CLI not installed: skipped")

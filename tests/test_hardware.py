@@ -29,11 +29,20 @@ def test_auto_picks_from_the_hardware(hw: hardware.Hardware, expected: tuple) ->
     assert resolved.cpu_threads == 2 and resolved.why.startswith(f"backend {expected[0]}: ")
 
 
+@pytest.mark.parametrize(("hw", "batch"), [
+    (LINUX, 8), (replace(LINUX, memory_gb=6.0), 4), (replace(LINUX, memory_gb=3.0), 1),
+    (LINUX_GPU, 16), (MAC_MLX, 1),
+])
+def test_batch_size_follows_device_and_memory(hw: hardware.Hardware, batch: int) -> None:
+    assert hardware.resolve(Settings(), hw).batch_size == batch
+    assert hardware.resolve(Settings(batch_size=3), hw).batch_size == 3
+
+
 def test_explicit_mlx() -> None:
     on_linux = hardware.resolve(Settings(whisper_backend="mlx"), replace(LINUX, mlx_whisper="1"))
     assert (on_linux.device, on_linux.compute_type) == ("cpu", "float32")
     on_mac = hardware.resolve(Settings(whisper_backend="mlx", whisper_device="cpu",
-                                       whisper_compute_type="float16"), MAC_MLX)
+                                       whisper_compute_type="float16", batch_size=1), MAC_MLX)
     assert (on_mac.device, on_mac.compute_type, on_mac.why) == ("cpu", "float16",
                                                                  "all set explicitly")
 

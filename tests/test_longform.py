@@ -1,6 +1,7 @@
 """Long-form: audio read from disk in slices, speech decoded in journaled chunks, resume."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -135,7 +136,9 @@ def _entries(journal: Path) -> list[dict]:
 
 def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> None:
     long_file, reference, duration = evaluation.long_form(3, tmp_path)
-    job_id = cli(tmp_path / "out", "prepare", "--media", str(long_file), "-s", "en").stdout.strip()
+    batch = 2  # windows per chunk: batched decoding, and chunks enough to kill half way
+    job_id = cli(tmp_path / "out", "prepare", "--media", str(long_file), "-s", "en",
+                 "--batch-size", str(batch)).stdout.strip()
     root = job_root(tmp_path / "out", job_id)
     journal = root / "04_asr" / "chunks.jsonl"
     run = subprocess.Popen([sys.executable, "-m", "cpwhisperx", "--out", str(tmp_path / "out"),
@@ -147,7 +150,7 @@ def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> No
         speech = root / "03_vad" / "speech.json"
         if total is None and speech.is_file():
             regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
-            total = len(speech_windows(regions))
+            total = math.ceil(len(speech_windows(regions)) / batch)
         if total and len(_entries(journal)) >= total / 2:
             break
         time.sleep(0.05)
@@ -166,6 +169,42 @@ def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> No
     transcript = json.loads((root / "outputs" / f"{long_file.stem}.json").read_text())
     assert_times_valid(transcript, duration)
     assert evaluation.wer(reference, transcript["text"], "en") <= 0.10
+
+
+def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path) -> None:
+    """The same windows decoded one by one and 8 at a time: the same words (a few may be heard
+    differently), word times inside each window and in order."""
+    from cpwhisperx import models
+    from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
+
+    long_file, reference, _ = evaluation.long_form(3, tmp_path)
+    wav = tmp_path / "long.wav"
+    media.extract_wav(media.probe(long_file), media.probe(long_file).audio[0], wav)
+    settings = _settings()
+    with media.WavReader(wav) as audio:
+        regions = vad_engines.detect_blocks(vad_engines.create(settings), audio,
+                                            on_progress=lambda _: None)
+        windows = speech_windows(regions)
+        audios = [window.read(audio) for window in windows]
+    engine = FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
+                                 compute_type="int8", cpu_threads=2, beam_size=5, batch_size=8)
+    one_by_one = [engine.transcribe(a, language="en", word_timestamps=True) for a in audios]
+    batched = [s for i in range(0, len(audios), 8)
+               for s in engine.decode(audios[i:i + 8], language="en", word_timestamps=True)]
+    assert len(batched) == len(audios) > 8
+
+    def text(decoded: list[list[Segment]]) -> str:
+        return " ".join(seg.text for segs in decoded for seg in segs)
+
+    words = [sum(len(seg.words) for seg in segs) for segs in (*one_by_one, *batched)]
+    assert sum(words[len(audios):]) >= 0.99 * sum(words[:len(audios)])
+    assert evaluation.wer(text(one_by_one), text(batched), "en") <= 0.03
+    assert (evaluation.wer(reference, text(batched), "en")
+            <= evaluation.wer(reference, text(one_by_one), "en") + 0.005)
+    for audio, segments in zip(audios, batched, strict=True):
+        times = [t for seg in segments for w in seg.words for t in (w.start, w.end)]
+        assert times == sorted(times)
+        assert 0 <= times[0] <= times[-1] <= len(audio) / media.SAMPLE_RATE + 0.5
 
 
 def test_batched_decoding_keeps_windows_in_place(tmp_path: Path) -> None:

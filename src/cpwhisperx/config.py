@@ -29,6 +29,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source_language: str = "auto"
+    hindi_script: Literal["devanagari", "as-spoken"] = "devanagari"
     audio_stream: str = ""
     source_separation: Literal["none", "deepfilternet", "demucs"] = "none"
     separation_model: str = "htdemucs"
@@ -37,7 +38,7 @@ class Settings(BaseModel):
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
     whisper_compute_type: Literal[COMPUTE_TYPES] = "auto"  # type: ignore[valid-type]
     beam_size: int = Field(5, ge=1, le=20)
-    batch_size: int = Field(1, ge=1, le=256)
+    batch_size: int = Field(0, ge=0, le=256)  # 0 = auto
     cpu_threads: int = Field(0, ge=0, le=1024)
     asr_timeout_s: float = Field(0.0, ge=0.0)
     alignment_backend: Literal["auto", "whisper", "pocketsphinx", "wav2vec2", "same",

@@ -41,6 +41,7 @@ class Resolved:
     device: str
     compute_type: str
     cpu_threads: int
+    batch_size: int  # windows of speech decoded together
     why: str
 
 
@@ -120,8 +121,24 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     resolve_device = _mlx_device if backend == "mlx" else _ct2_device
     device, compute = resolve_device(settings, hw, reasons)
     threads = settings.cpu_threads or hw.cpu_cores
+    batch = settings.batch_size or _batch_size(backend, device, hw, reasons)
     return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
-                    why="; ".join(reasons) or "all set explicitly")
+                    batch_size=batch, why="; ".join(reasons) or "all set explicitly")
+
+
+def _batch_size(backend: str, device: str, hw: Hardware, reasons: list[str]) -> int:
+    """Windows decoded together: batching pays on CTranslate2 (one matrix product for all the
+    beams of the batch instead of one per window); 16 on a GPU; on CPU 8, or fewer where beam
+    search over 8 windows of a large model could run out of memory."""
+    if backend != "faster-whisper":
+        size, why = 1, "MLX decodes window by window"
+    elif device == "cuda":
+        size, why = 16, "CUDA"
+    else:
+        size = 8 if hw.memory_gb >= 8 else 4 if hw.memory_gb >= 4 else 1
+        why = f"CPU with {hw.memory_gb:.0f} GiB memory"
+    reasons.append(f"batch {size}: {why}")
+    return size
 
 
 def _auto(setting: str, choice: str, why: str, reasons: list[str]) -> str:

@@ -7,12 +7,13 @@ film loses at most the chunk in progress, for the retry and for the next ``run``
 """
 
 import logging
-from collections.abc import Callable
-from dataclasses import asdict
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, hardware, isolation, media, models
+from cpwhisperx import fsutil, hardware, isolation, media, models, scripts
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
@@ -43,7 +44,8 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     s, r = ctx.settings, ctx.resolved
     return {"model": model_name(ctx), "language": s.source_language, "backend": r.backend,
             "device": r.device, "compute_type": r.compute_type, "beam_size": s.beam_size,
-            "batch_size": s.batch_size, "words": s.alignment_backend != "none"}
+            "batch_size": r.batch_size, "words": s.alignment_backend != "none",
+            "script": s.hindi_script}
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
@@ -52,11 +54,10 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     resolved = hardware.Resolved(**task["resolved"])
     ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
                           source=task["model_source"])
-    engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"],
-                                batch_size=task["batch_size"])
+    engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"])
     asr_engines.check_language(task["language"], multilingual=engine.multilingual)
     windows = asr_engines.speech_windows([tuple(r) for r in task["regions"]])
-    size = max(1, task["batch_size"])
+    size = resolved.batch_size
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
     journal = Journal(Path(task["journal"]), key=task["journal_key"])
     entries = journal.load()
@@ -74,10 +75,14 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                                          if engine.multilingual else ("en", 1.0))
             decoded = engine.decode(audios, language=language,
                                     word_timestamps=task["word_timestamps"])
-            segments = [window.place(seg) for window, segs in zip(chunks[index], decoded,
-                                                                     strict=True) for seg in segs]
+            redecoded = 0
+            if task["native_script"] and language in scripts.NATIVE_SCRIPTS:
+                decoded, redecoded = _in_native_script(engine, audios, decoded, language=language,
+                                                       word_timestamps=task["word_timestamps"])
+            segments = [window.place(_nfc(seg)) for window, segs
+                        in zip(chunks[index], decoded, strict=True) for seg in segs]
             entry = {"chunk": index, "language": language, "language_probability": probability,
-                     "segments": [seg.to_dict() for seg in segments]}
+                     "redecoded": redecoded, "segments": [seg.to_dict() for seg in segments]}
             journal.append(entry)
             entries.append(entry)
             progress((index + 1) / len(chunks))
@@ -85,8 +90,44 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     segments = tuple(Segment.from_dict(s) for e in entries for s in e["segments"])
     meta = {"model": ref.name, "model_source": ref.source, "engine": engine.name,
             "language_probability": None if probability is None else round(probability, 3),
-            "chunks": len(chunks), "resumed_chunks": resumed}
+            "chunks": len(chunks), "resumed_chunks": resumed,
+            "redecoded_windows": sum(e.get("redecoded", 0) for e in entries)}
     return clamp_times(Transcript(language or "und", segments, meta), duration).to_dict()
+
+
+def _in_native_script(engine: asr_engines.AsrEngine, audios: Sequence,
+                      decoded: list[list[Segment]], *, language: str,
+                      word_timestamps: bool) -> tuple[list[list[Segment]], int]:
+    """Windows in the language's own script, and how many were decoded again: one the model
+    wrote in English (Latin) is decoded again as ``RETRY_LANGUAGE`` and kept if that is not Latin
+    too; the words then go into the native script (an Indic script, or Urdu's, is
+    transliterated; Latin stays as spoken)."""
+    retry = scripts.RETRY_LANGUAGE.get(language)
+    latin = [i for i, segs in enumerate(decoded)
+             if retry and scripts.mostly_latin(_text(segs))]
+    if latin:
+        again = engine.decode([audios[i] for i in latin], language=retry,
+                              word_timestamps=word_timestamps)
+        for i, segs in zip(latin, again, strict=True):
+            if not scripts.mostly_latin(_text(segs)):
+                decoded[i] = segs
+    return [[_to_native(seg, language) for seg in segs] for segs in decoded], len(latin)
+
+
+def _text(segments: list[Segment]) -> str:
+    return " ".join(seg.text for seg in segments)
+
+
+def _nfc(segment: Segment) -> Segment:
+    """Composed Unicode (NFC), so that every writer and the subtitle rules see one spelling of
+    a Devanagari letter with a nukta (क़ is one code point or two)."""
+    words = tuple(replace(w, text=unicodedata.normalize("NFC", w.text)) for w in segment.words)
+    return replace(segment, text=unicodedata.normalize("NFC", segment.text), words=words)
+
+
+def _to_native(segment: Segment, language: str) -> Segment:
+    words = tuple(replace(w, text=scripts.to_native(w.text, language)) for w in segment.words)
+    return replace(segment, text=scripts.to_native(segment.text, language), words=words)
 
 
 def _model_path(ref: models.ModelRef, resolved: hardware.Resolved) -> Path:
@@ -112,8 +153,9 @@ def run(ctx: StageContext) -> StageResult:
     ctx.log.info("model %s from %s: %s", ref.name, ref.source, ref.path)
     task = {"audio": str(separate.audio_path(ctx.job)), "regions": regions, "model": ref.name,
             "model_source": ref.source, "language": language,
-            "beam_size": ctx.settings.beam_size, "batch_size": ctx.settings.batch_size,
+            "beam_size": ctx.settings.beam_size,
             "word_timestamps": ctx.settings.alignment_backend != "none",
+            "native_script": ctx.settings.hindi_script == "devanagari",
             "journal": str(journal_path(ctx.job)), "journal_key": ctx.fingerprint}
     chain = [ctx.resolved]
     if (retry := hardware.fallback(ctx.resolved)) is not None:

@@ -28,14 +28,14 @@ class AsrEngine(Protocol):
         ...
 
 
-def create(resolved: Resolved, *, model: ModelRef, beam_size: int, batch_size: int) -> AsrEngine:
+def create(resolved: Resolved, *, model: ModelRef, beam_size: int) -> AsrEngine:
     if resolved.backend == "faster-whisper":
         from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 
         return FasterWhisperEngine(model=model, device=resolved.device,
                                    compute_type=resolved.compute_type,
                                    cpu_threads=resolved.cpu_threads, beam_size=beam_size,
-                                   batch_size=batch_size)
+                                   batch_size=resolved.batch_size)
     if resolved.backend == "mlx":
         from cpwhisperx.engines.asr.mlx_whisper import MlxWhisperEngine
 

@@ -1,0 +1,145 @@
+"""Batched decoding of windows with CTranslate2 that keeps every word.
+
+faster-whisper's ``BatchedInferencePipeline`` decodes each chunk once without timestamps, so a
+small model that stops early loses the rest of the chunk (tiny.en dropped ~8% of the words).
+Here the windows of a chunk are encoded and beam-searched together *with* timestamps, and each
+window then goes on as the sequential decoder would: what is left after the last word of an
+unfinished window is decoded in the next round, prompted with the window's text so far; a
+decoding failing the sequential decoder's quality checks (compression ratio, log-probability)
+is handed to it for its temperature fallback; word times come from one batched cross-attention
+alignment per round, not a second decoding pass.
+
+Leftovers are not joined into one input: tiny.en's word times are too loose at such a joint to
+tell which window a word belongs to (measured: words moved between windows).
+"""
+
+import inspect
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from cpwhisperx.transcript import Segment, Word
+
+if TYPE_CHECKING:
+    from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
+
+log = logging.getLogger(__name__)
+# faster-whisper's defaults for when a decoding is not good enough to keep.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+
+# faster-whisper's punctuation merged into the neighbouring word, as its transcribe() does.
+_PUNCTUATION = tuple(inspect.signature(WhisperModel.transcribe).parameters[name].default
+                     for name in ("prepend_punctuations", "append_punctuations"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    window: int
+    seek: int  # mel frames from the window's start
+    previous: tuple[int, ...] = ()  # the window's tokens so far: the prompt of a leftover
+
+
+def decode(engine: "FasterWhisperEngine", audios: Sequence[np.ndarray], *, language: str,
+           word_timestamps: bool) -> list[list[Segment]]:
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+    model = engine.model
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                          language=language)
+    suppress = get_suppressed_tokens(tokenizer, [-1])
+    per_frame = model.feature_extractor.time_per_frame
+    features = [model.feature_extractor(audio)[..., :-1] for audio in audios]
+    frames = [f.shape[-1] for f in features]
+    found: list[list[Segment]] = [[] for _ in audios]
+    fallback: dict[int, int] = {}  # window → mel frame from which to decode sequentially
+    pieces = [_Piece(i, 0) for i in range(len(audios)) if frames[i] > 0]
+    while pieces:
+        log.debug("decoding %d windows together", len(pieces))
+        sizes = [min(3000, frames[p.window] - p.seek) for p in pieces]
+        encoded = model.encode(np.stack([pad_or_trim(features[p.window][:, p.seek:p.seek + n])
+                                         for p, n in zip(pieces, sizes, strict=True)]))
+        # CTranslate2 wants the prompts of a batch equally long: the same number of the last
+        # tokens of each window's text so far (none in the first round).
+        context = min(len(p.previous) for p in pieces)
+        prompts = [model.get_prompt(tokenizer, list(p.previous[-context:]) if context else [])
+                   for p in pieces]
+        results = model.model.generate(
+            encoded, prompts, beam_size=engine.beam_size, patience=1, length_penalty=1,
+            max_length=model.max_length, suppress_blank=True, suppress_tokens=suppress,
+            return_scores=True, return_no_speech_prob=True,
+            max_initial_timestamp_index=round(1.0 / model.time_precision))
+        kept, unfinished = [], []
+        for piece, size, result in zip(pieces, sizes, results, strict=True):
+            tokens = result.sequences_ids[0]
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            text = tokenizer.decode(tokens).strip()
+            if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
+                kept.append([])  # silence, skipped as the sequential decoder skips it
+            elif (get_compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
+                  or avg_logprob < LOG_PROB_THRESHOLD):
+                log.debug("window %d from frame %d to the fallback: compression %.2f, "
+                          "log-probability %.2f", piece.window, piece.seek,
+                          get_compression_ratio(text), avg_logprob)
+                fallback[piece.window] = piece.seek
+                kept.append([])
+            else:
+                parts, seek, single_ending = model._split_segments_by_timestamps(
+                    tokenizer=tokenizer, tokens=tokens, time_offset=piece.seek * per_frame,
+                    segment_size=size, segment_duration=size * per_frame, seek=piece.seek)
+                for part in parts:
+                    part.update(avg_logprob=avg_logprob, no_speech_prob=result.no_speech_prob)
+                kept.append(parts)
+                if not single_ending:
+                    unfinished.append((piece, parts, seek))
+        if word_timestamps:
+            # One alignment for the whole batch; a window without text gets an empty stand-in.
+            stand_in = [{"seek": 0, "start": 0.0, "end": 0.0, "tokens": []}]
+            model.add_word_timestamps([parts or stand_in for parts in kept], tokenizer, encoded,
+                                      sizes, *_PUNCTUATION, 0.0)
+        for piece, parts in zip(pieces, kept, strict=True):
+            found[piece.window] += _segments(parts, tokenizer)
+        pieces = []
+        for piece, parts, seek in unfinished:
+            ends = [w["end"] for part in parts for w in part.get("words", ())]
+            if ends and ends[-1] > piece.seek * per_frame:  # as the sequential decoder does
+                seek = round(ends[-1] * model.frames_per_second)
+            if seek < frames[piece.window]:
+                done = [t for part in parts for t in part["tokens"]]  # timestamps too
+                pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))
+    for i, seek in fallback.items():  # the rest of the window, with the temperature fallback
+        offset = seek * per_frame
+        rest = engine.transcribe(audios[i][seek * model.feature_extractor.hop_length:],
+                                 language=language, word_timestamps=word_timestamps)
+        found[i] += [_shifted(segment, offset) for segment in rest]
+    return found
+
+
+def _segments(parts: list[dict], tokenizer) -> list[Segment]:
+    segments = []
+    for part in parts:
+        text = tokenizer.decode([t for t in part["tokens"] if t < tokenizer.eot]).strip()
+        if not text:
+            continue
+        words = tuple(Word(start=round(float(w["start"]), 3), end=round(float(w["end"]), 3),
+                           text=w["word"].strip(), probability=round(float(w["probability"]), 4))
+                      for w in part.get("words", ()) if w["word"].strip())
+        start, end = (words[0].start, words[-1].end) if words else (part["start"], part["end"])
+        segments.append(Segment(start=round(float(start), 3), end=round(float(end), 3),
+                                text=text, words=words, avg_logprob=round(part["avg_logprob"], 4),
+                                no_speech_prob=round(part["no_speech_prob"], 4)))
+    return segments
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    words = tuple(replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
+                  for w in segment.words)
+    return replace(segment, start=round(segment.start + offset, 3),
+                   end=round(segment.end + offset, 3), words=words)

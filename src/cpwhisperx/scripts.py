@@ -1,0 +1,77 @@
+"""Writing systems of Indic transcripts: which script a text is in, and conversion of what a
+small Whisper model writes in another script (Urdu's Perso-Arabic for Hindi, Bengali for
+Assamese, ...) into the language's own script, with Aksharamukha.
+
+Latin text is left alone: in Hinglish it is English words, which are written as spoken.
+"""
+
+import re
+import unicodedata
+from collections import Counter
+from functools import cache
+
+# Whisper's Indic languages → their script, as Aksharamukha names it.
+NATIVE_SCRIPTS: dict[str, str] = {
+    "hi": "Devanagari", "mr": "Devanagari", "ne": "Devanagari", "sa": "Devanagari",
+    "bn": "Bengali", "as": "Bengali", "pa": "Gurmukhi", "gu": "Gujarati", "ta": "Tamil",
+    "te": "Telugu", "kn": "Kannada", "ml": "Malayalam", "si": "Sinhala",
+}
+# A window a small model turned into English (Latin) is decoded again as the same spoken
+# language in the script it writes best: Whisper base writes Hindustani speech in Urdu script far
+# more reliably than in Devanagari, and Urdu converts to Devanagari letter by letter.
+RETRY_LANGUAGE: dict[str, str] = {"hi": "ur"}
+
+# Scripts converted from, by the first word of their letters' Unicode names (DEVANAGARI
+# LETTER KA, ARABIC LETTER KEHEH, ...) → Aksharamukha's name; Arabic letters are read as Urdu.
+_SOURCES = {name.upper(): name for name in {*NATIVE_SCRIPTS.values(), "Oriya"}} | {"ARABIC": "Urdu"}
+_CONSONANT = "[\u0915-\u0939\u0958-\u095f]\u093c?"
+# Unwritten short vowels make Urdu's ی and و after a consonant a long vowel, not the consonants
+# य and व that a letter-for-letter reading gives (کی → की, دو → दो, نہیں → नहीं).
+_URDU_LONG_VOWELS = ((re.compile(f"({_CONSONANT})य(?=[\\sं।?,!]|$|{_CONSONANT})"), "\\1ी"),
+                     (re.compile(f"({_CONSONANT})व(?=[\\sं।?,!]|$|{_CONSONANT})"), "\\1ो"))
+
+
+def letters(text: str) -> Counter[str]:
+    """Letters and vowel signs counted per script (Unicode's name for it: DEVANAGARI, ...)."""
+    return Counter(unicodedata.name(c, "?").split()[0] for c in text
+                   if unicodedata.category(c)[0] in "LM")
+
+
+def share(text: str, script: str) -> float:
+    """The share of ``text``'s letters in ``script`` (0.0 for a text with no letters)."""
+    counts = letters(text)
+    total = sum(counts.values())
+    return counts[script.upper()] / total if total else 0.0
+
+
+def mostly_latin(text: str) -> bool:
+    return share(text, "Latin") > 0.5
+
+
+@cache
+def _transliterate():
+    from aksharamukha import transliterate
+
+    return transliterate.process
+
+
+def to_native(text: str, language: str) -> str:
+    """``text`` with its words in another non-Latin script converted to ``language``'s own."""
+    target = NATIVE_SCRIPTS[language]
+    text = unicodedata.normalize("NFC", text)
+    counts = letters(text)
+    sources = [_SOURCES[name] for name in counts if name in _SOURCES and name != target.upper()]
+    if not sources:
+        return text
+    process = _transliterate()
+    for source in sources:
+        # Urdu writes no short vowels; Aksharamukha must not read an inherent "a" into them.
+        options = ["UrduShortNotShown"] if source == "Urdu" else []
+        text = process(source, target, text, pre_options=options)
+        if source == "Urdu" and target == "Devanagari":
+            for pattern, replacement in _URDU_LONG_VOWELS:
+                text = pattern.sub(replacement, text)
+            # Urdu's full stop (U+06D4) comes back as "."
+            text = re.sub("(?<=[\u0900-\u097f])\\.", "।", text)
+    # Aksharamukha marks ambiguous joins with "_" and zero-width spaces.
+    return unicodedata.normalize("NFC", re.sub("[_\u200b]", "", text))

@@ -1,0 +1,81 @@
+"""Hindi in Devanagari: script detection and conversion, and real transcriptions of the Hindi
+speech in ../shared/eval with the shipped multilingual base model."""
+# ruff: noqa: RUF001, RUF003 (Urdu letters are this file's test data)
+
+import json
+import unicodedata
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_times_valid, cli, clip, job_of, job_root
+from cpwhisperx import evaluation, scripts
+
+# Urdu words built as Urdu spells them: syllables of a consonant, aspiration ھ, a vowel letter.
+CONSONANTS = "بپتٹثجچحخدڈذرڑزژسشصضطظعغفقکگلمنہ"
+ASPIRATED = [c + "ھ" for c in "بپتٹجچدڈڑکگ"]
+SYLLABLES = st.builds(str.__add__, st.sampled_from([*CONSONANTS, *ASPIRATED]),
+                      st.sampled_from(["", "ا", "و", "ی"]))
+URDU_WORDS = st.builds(lambda a, syllables, end: a + "".join(syllables) + end,
+                       st.sampled_from(["", "ا", "آ"]), st.lists(SYLLABLES, min_size=1, max_size=3),
+                       st.sampled_from(["", "ے", "ں", "یں"]))
+
+
+def test_share_counts_letters_per_script() -> None:
+    assert scripts.share("नमस्ते, दुनिया!", "Devanagari") == 1.0
+    assert scripts.share("नमस्ते hello", "Devanagari") == 6 / 11
+    assert scripts.share("123 ...", "Devanagari") == 0.0
+    assert scripts.mostly_latin("Man, today food is ready") and not scripts.mostly_latin("आज")
+
+
+def test_urdu_becomes_devanagari_with_long_vowels_and_danda() -> None:
+    assert scripts.to_native("کی دو نہیں", "hi") == "की दो नहीं"
+    assert scripts.to_native("آج ہم دال بنائیں گے۔", "hi").endswith("।")
+    assert scripts.to_native("ہم", "mr") == "हम"
+
+
+def test_other_scripts_are_converted_and_latin_and_native_are_kept() -> None:
+    assert scripts.to_native("নমস্কার", "hi") == "नमस्कार"
+    assert scripts.to_native("नमस्ते", "bn") == "নমস্তে"
+    assert scripts.to_native("मेरा phone कहाँ है", "hi") == "मेरा phone कहाँ है"
+    # A nukta letter arrives either precomposed or not; both come out as the one NFC spelling.
+    assert scripts.to_native("\u0958", "hi") == scripts.to_native("\u0915\u093c", "hi")
+    assert scripts.to_native("\u0958", "hi") == unicodedata.normalize("NFC", "\u0958")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(URDU_WORDS, min_size=1, max_size=6))
+def test_any_urdu_words_come_out_as_as_many_devanagari_words(words: list[str]) -> None:
+    converted = scripts.to_native(" ".join(words), "hi")
+    assert len(converted.split()) == len(words)
+    assert scripts.share(converted, "Devanagari") == 1.0
+
+
+def _transcript(out: Path, proc, stem: str) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((job_root(out, job_of(proc)) / "outputs" / f"{stem}.json").read_text())
+
+
+def test_hindi_stream_of_the_mkv_is_transcribed_in_devanagari(tmp_path: Path) -> None:
+    """Base writes this Hindi kitchen talk as an English paraphrase: the windows it turned into
+    English are decoded again and come out in Devanagari; the language is detected on speech."""
+    media = clip("media_en_hi_mkv")
+    proc = cli(tmp_path, "transcribe", str(media), "--audio-stream", "hin", "--model", "base",
+               timeout=600)
+    transcript = _transcript(tmp_path, proc, media.stem)
+    assert transcript["language"] == "hi" and transcript["meta"]["language_probability"] > 0.3
+    text = " ".join(s["text"] for s in transcript["segments"])
+    assert scripts.share(text, "Devanagari") >= 0.95, text
+    assert transcript["meta"]["redecoded_windows"] >= 1
+    reference = next(i for i in evaluation.items() if i.id == "hi_kitchen").text
+    assert evaluation.cer(reference, text, "hi") <= 0.5, text
+    assert_times_valid(transcript, 34.42)
+
+
+def test_as_spoken_keeps_what_the_model_wrote(tmp_path: Path) -> None:
+    media = clip("hi_news_rain")
+    proc = cli(tmp_path, "transcribe", str(media), "-s", "hi", "--model", "base",
+               "--set", "HINDI_SCRIPT=as-spoken", "--set", "ALIGNMENT_BACKEND=none", timeout=600)
+    text = " ".join(s["text"] for s in _transcript(tmp_path, proc, media.stem)["segments"])
+    assert scripts.share(text, "Devanagari") < 0.5, text
