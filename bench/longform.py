@@ -1,8 +1,10 @@
 """Long-form: a film-length file in bounded memory, killed half way and resumed.
 
     .venv/bin/python bench/longform.py [--minutes 60] [--model base] [--kill-at 0.5]
+                                       [--batch-size 8]
 
-Builds the file from the ../shared/eval English clips, prepares a job, runs it and kills it
+Builds the file from the ../shared/eval English clips, prepares a job (a chunk is
+``--batch-size`` windows decoded together), runs it and kills it
 (SIGKILL, no warning) once ``--kill-at`` of the speech chunks are journaled, then runs it again
 to the end (``--kill-at 0`` runs it once, uninterrupted). Prints for each run its wall time and
 the peak memory of the whole process tree (the CLI plus its workers, sampled every 50 ms), then
@@ -12,6 +14,7 @@ WER. Numbers, never pass/fail.
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -45,7 +48,7 @@ def _tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
-def _journaled(root: Path, chunks: dict[str, int]) -> tuple[int, int]:
+def _journaled(root: Path, chunks: dict[str, int], batch: int) -> tuple[int, int]:
     """(chunks journaled, chunks in all) of the job's ASR stage so far; the total, known once
     VAD is done, is kept in ``chunks``."""
     speech, journal = root / "03_vad" / "speech.json", root / "04_asr" / "chunks.jsonl"
@@ -53,12 +56,12 @@ def _journaled(root: Path, chunks: dict[str, int]) -> tuple[int, int]:
         if not speech.is_file():
             return 0, 0
         regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
-        chunks["total"] = len(speech_windows(regions))
+        chunks["total"] = math.ceil(len(speech_windows(regions)) / batch)
     done = max(0, len(journal.read_text().splitlines()) - 1) if journal.is_file() else 0
     return done, chunks["total"]
 
 
-def run(cmd: list[str], *, stop: float, root: Path, chunks: dict[str, int]
+def run(cmd: list[str], *, stop: float, root: Path, chunks: dict[str, int], batch: int
         ) -> tuple[float, float, bool]:
     """Wall seconds and peak tree RSS (MB); killed once ``stop`` of the chunks are done."""
     started = time.perf_counter()
@@ -66,7 +69,7 @@ def run(cmd: list[str], *, stop: float, root: Path, chunks: dict[str, int]
     peak, killed = 0.0, False
     while proc.poll() is None:
         peak = max(peak, _tree_rss_mb(proc.pid))
-        done, total = _journaled(root, chunks)
+        done, total = _journaled(root, chunks, batch)
         if stop and total and done >= stop * total:
             proc.send_signal(signal.SIGKILL)
             killed = True
@@ -83,13 +86,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60)
     parser.add_argument("--model", default="base")
     parser.add_argument("--kill-at", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per chunk")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         media, reference, duration = evaluation.long_form(args.minutes, folder)
         base = [sys.executable, "-m", "cpwhisperx", "--out", str(folder / "out")]
         job = subprocess.run([*base, "prepare", "--media", str(media), "-s", "en", "--set",
-                              f"WHISPER_MODEL={args.model}"], capture_output=True, text=True,
+                              f"WHISPER_MODEL={args.model}", "--set",
+                              f"BATCH_SIZE={args.batch_size}"], capture_output=True, text=True,
                              check=True).stdout.strip()
         root = next((folder / "out").glob(f"*/*/{job}"))
         print(f"{media.name}: {duration / 60:.1f} min, model {args.model}, {os.cpu_count()} CPUs")
@@ -97,9 +102,9 @@ def main() -> None:
         for attempt in (1, 2):
             stop = args.kill_at if attempt == 1 else 0.0
             wall, peak, killed = run([*base, "run", "-j", job], stop=stop, root=root,
-                                       chunks=chunks)
+                                       chunks=chunks, batch=args.batch_size)
             total_wall += wall
-            done, total = _journaled(root, chunks)
+            done, total = _journaled(root, chunks, args.batch_size)
             print(f"run {attempt}: {wall:7.1f} s  peak RSS {peak:6.0f} MB (process tree)  "
                   f"{'killed' if killed else 'finished'} with {done}/{total} chunks journaled",
                   flush=True)

@@ -45,7 +45,8 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     return {"model": model_name(ctx), "language": s.source_language, "backend": r.backend,
             "device": r.device, "compute_type": r.compute_type, "beam_size": s.beam_size,
             "batch_size": r.batch_size, "words": s.alignment_backend != "none",
-            "script": s.hindi_script}
+            # English is never redone for a change of HINDI_SCRIPT.
+            "script": None if s.source_language == "en" else s.hindi_script}
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
