@@ -33,6 +33,10 @@ def test_urdu_becomes_devanagari_with_long_vowels_and_danda() -> None:
     assert scripts.to_native("کی دو نہیں", "hi") == "की दो नहीं"
     assert scripts.to_native("آج ہم دال بنائیں گے۔", "hi").endswith("।")
     assert scripts.to_native("ہم", "mr") == "हम"
+    # Do-chashmi he marks an aspirate after a consonant that has one, else it is he; vowel
+    # marks (harakat) are optional in Urdu and dropped.
+    assert scripts.to_native("بھاری کھانا", "hi") == "भारी खाना"
+    assert scripts.to_native("ھم رھَا", "hi") == "हम रहा"
 
 
 def test_other_scripts_are_converted_and_latin_and_native_are_kept() -> None:
@@ -58,8 +62,9 @@ def _transcript(out: Path, proc, stem: str) -> dict:
 
 
 def test_hindi_stream_of_the_mkv_is_transcribed_in_devanagari(tmp_path: Path) -> None:
-    """Base writes this Hindi kitchen talk as an English paraphrase: the windows it turned into
-    English are decoded again and come out in Devanagari; the language is detected on speech."""
+    """Base writes this Hindi kitchen talk in Urdu script or, when its temperature fallback
+    samples that way, as an English paraphrase (decoded again as Urdu): either way it comes out
+    in Devanagari. The language is detected on the speech."""
     media = clip("media_en_hi_mkv")
     proc = cli(tmp_path, "transcribe", str(media), "--audio-stream", "hin", "--model", "base",
                timeout=600)
@@ -67,7 +72,7 @@ def test_hindi_stream_of_the_mkv_is_transcribed_in_devanagari(tmp_path: Path) ->
     assert transcript["language"] == "hi" and transcript["meta"]["language_probability"] > 0.3
     text = " ".join(s["text"] for s in transcript["segments"])
     assert scripts.share(text, "Devanagari") >= 0.95, text
-    assert transcript["meta"]["redecoded_windows"] >= 1
+    assert transcript["meta"]["redecoded_windows"] in (0, 1)  # one window of speech
     reference = next(i for i in evaluation.items() if i.id == "hi_kitchen").text
     assert evaluation.cer(reference, text, "hi") <= 0.5, text
     assert_times_valid(transcript, 34.42)

@@ -4,6 +4,7 @@ Assamese, ...) into the language's own script, with Aksharamukha.
 
 Latin text is left alone: in Hinglish it is English words, which are written as spoken.
 """
+# ruff: noqa: RUF001, RUF003 (Urdu letters are what this module handles)
 
 import re
 import unicodedata
@@ -24,6 +25,11 @@ RETRY_LANGUAGE: dict[str, str] = {"hi": "ur"}
 # Scripts converted from, by the first word of their letters' Unicode names (DEVANAGARI
 # LETTER KA, ARABIC LETTER KEHEH, ...) → Aksharamukha's name; Arabic letters are read as Urdu.
 _SOURCES = {name.upper(): name for name in {*NATIVE_SCRIPTS.values(), "Oriya"}} | {"ARABIC": "Urdu"}
+# Urdu as Aksharamukha reads it: without the optional short-vowel marks (harakat), and with
+# do-chashmi he (ھ) only where it marks an aspirate (بھ → भ); elsewhere it is a spelling of he
+# (ھم, رھا → हम, रहा).
+_HARAKAT = re.compile("[\u064b-\u065f\u0670]")
+_NOT_ASPIRATE = re.compile("(?<![بپتٹجچدڈڑکگ])ھ")
 _CONSONANT = "[\u0915-\u0939\u0958-\u095f]\u093c?"
 # Unwritten short vowels make Urdu's ی and و after a consonant a long vowel, not the consonants
 # य and व that a letter-for-letter reading gives (کی → की, دو → दो, نہیں → नहीं).
@@ -66,7 +72,10 @@ def to_native(text: str, language: str) -> str:
     process = _transliterate()
     for source in sources:
         # Urdu writes no short vowels; Aksharamukha must not read an inherent "a" into them.
-        options = ["UrduShortNotShown"] if source == "Urdu" else []
+        options = []
+        if source == "Urdu":
+            text = _NOT_ASPIRATE.sub("ہ", _HARAKAT.sub("", text))
+            options = ["UrduShortNotShown"]
         text = process(source, target, text, pre_options=options)
         if source == "Urdu" and target == "Devanagari":
             for pattern, replacement in _URDU_LONG_VOWELS:

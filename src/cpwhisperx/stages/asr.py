@@ -4,6 +4,7 @@ The engine runs in a worker process (``work``), retried once with the fallback c
 if it crashes or hangs. Speech is decoded in chunks of windows of at most 30 s, read from disk
 as needed; ``chunks.jsonl`` keeps every finished chunk, so a crash or a kill at hour 1:50 of a
 film loses at most the chunk in progress, for the retry and for the next ``run`` alike.
+Indic languages come out in their own script (``HINDI_SCRIPT``, see ``_in_native_script``).
 """
 
 import logging

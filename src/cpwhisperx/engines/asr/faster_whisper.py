@@ -17,7 +17,11 @@ from cpwhisperx.transcript import Segment, Word
 class FasterWhisperEngine:
     def __init__(self, *, model: ModelRef, device: str, compute_type: str, cpu_threads: int,
                  beam_size: int, batch_size: int) -> None:
+        import ctranslate2
         from faster_whisper import WhisperModel
+
+        # The temperature fallback samples: a fixed seed makes a rerun give the same transcript.
+        ctranslate2.set_random_seed(0)
 
         self.name = f"faster-whisper {model.name} {device}/{compute_type}"
         self.beam_size = beam_size
