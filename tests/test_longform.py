@@ -179,7 +179,8 @@ def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path
 
     long_file, reference, _ = evaluation.long_form(3, tmp_path)
     wav = tmp_path / "long.wav"
-    media.extract_wav(media.probe(long_file), media.probe(long_file).audio[0], wav)
+    info = media.probe(long_file)
+    media.extract_wav(info, info.audio[0], wav)
     settings = _settings()
     with media.WavReader(wav) as audio:
         regions = vad_engines.detect_blocks(vad_engines.create(settings), audio,

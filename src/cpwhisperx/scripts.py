@@ -65,22 +65,24 @@ def to_native(text: str, language: str) -> str:
     """``text`` with its words in another non-Latin script converted to ``language``'s own."""
     target = NATIVE_SCRIPTS[language]
     text = unicodedata.normalize("NFC", text)
-    counts = letters(text)
-    sources = [_SOURCES[name] for name in counts if name in _SOURCES and name != target.upper()]
+    sources = [_SOURCES[name] for name in letters(text)
+               if name in _SOURCES and name != target.upper()]
     if not sources:
         return text
-    process = _transliterate()
     for source in sources:
-        # Urdu writes no short vowels; Aksharamukha must not read an inherent "a" into them.
-        options = []
-        if source == "Urdu":
-            text = _NOT_ASPIRATE.sub("ہ", _HARAKAT.sub("", text))
-            options = ["UrduShortNotShown"]
-        text = process(source, target, text, pre_options=options)
-        if source == "Urdu" and target == "Devanagari":
-            for pattern, replacement in _URDU_LONG_VOWELS:
-                text = pattern.sub(replacement, text)
-            # Urdu's full stop (U+06D4) comes back as "."
-            text = re.sub("(?<=[\u0900-\u097f])\\.", "।", text)
+        text = (_from_urdu(text, target) if source == "Urdu"
+                else _transliterate()(source, target, text))
     # Aksharamukha marks ambiguous joins with "_" and zero-width spaces.
     return unicodedata.normalize("NFC", re.sub("[_\u200b]", "", text))
+
+
+def _from_urdu(text: str, target: str) -> str:
+    # Urdu writes no short vowels; Aksharamukha must not read an inherent "a" into them.
+    text = _transliterate()("Urdu", target, _NOT_ASPIRATE.sub("ہ", _HARAKAT.sub("", text)),
+                            pre_options=["UrduShortNotShown"])
+    if target == "Devanagari":
+        for pattern, replacement in _URDU_LONG_VOWELS:
+            text = pattern.sub(replacement, text)
+        # Urdu's full stop (U+06D4) comes back as "."
+        text = re.sub("(?<=[\u0900-\u097f])\\.", "।", text)
+    return text

@@ -16,16 +16,13 @@ tell which window a word belongs to (measured: words moved between windows).
 import inspect
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 from faster_whisper import WhisperModel
 
-from cpwhisperx.transcript import Segment, Word
-
-if TYPE_CHECKING:
-    from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
+from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine, to_words
+from cpwhisperx.transcript import Segment
 
 log = logging.getLogger(__name__)
 # faster-whisper's defaults for when a decoding is not good enough to keep.
@@ -45,7 +42,7 @@ class _Piece:
     previous: tuple[int, ...] = ()  # the window's tokens so far: the prompt of a leftover
 
 
-def decode(engine: "FasterWhisperEngine", audios: Sequence[np.ndarray], *, language: str,
+def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
            word_timestamps: bool) -> list[list[Segment]]:
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
@@ -80,14 +77,13 @@ def decode(engine: "FasterWhisperEngine", audios: Sequence[np.ndarray], *, langu
         for piece, size, result in zip(pieces, sizes, results, strict=True):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            text = tokenizer.decode(tokens).strip()
+            compression = get_compression_ratio(tokenizer.decode(tokens).strip())
             if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
                 kept.append([])  # silence, skipped as the sequential decoder skips it
-            elif (get_compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
-                  or avg_logprob < LOG_PROB_THRESHOLD):
+            elif compression > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
                 log.debug("window %d from frame %d to the fallback: compression %.2f, "
-                          "log-probability %.2f", piece.window, piece.seek,
-                          get_compression_ratio(text), avg_logprob)
+                          "log-probability %.2f", piece.window, piece.seek, compression,
+                          avg_logprob)
                 fallback[piece.window] = piece.seek
                 kept.append([])
             else:
@@ -115,10 +111,9 @@ def decode(engine: "FasterWhisperEngine", audios: Sequence[np.ndarray], *, langu
                 done = [t for part in parts for t in part["tokens"]]  # timestamps too
                 pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))
     for i, seek in fallback.items():  # the rest of the window, with the temperature fallback
-        offset = seek * per_frame
-        rest = engine.transcribe(audios[i][seek * model.feature_extractor.hop_length:],
-                                 language=language, word_timestamps=word_timestamps)
-        found[i] += [_shifted(segment, offset) for segment in rest]
+        found[i] += engine.transcribe(audios[i][seek * model.feature_extractor.hop_length:],
+                                      language=language, word_timestamps=word_timestamps,
+                                      offset=seek * per_frame)
     return found
 
 
@@ -128,18 +123,11 @@ def _segments(parts: list[dict], tokenizer) -> list[Segment]:
         text = tokenizer.decode([t for t in part["tokens"] if t < tokenizer.eot]).strip()
         if not text:
             continue
-        words = tuple(Word(start=round(float(w["start"]), 3), end=round(float(w["end"]), 3),
-                           text=w["word"].strip(), probability=round(float(w["probability"]), 4))
-                      for w in part.get("words", ()) if w["word"].strip())
+        words = to_words((w["start"], w["end"], w["word"], w["probability"])
+                         for w in part.get("words", ()))
         start, end = (words[0].start, words[-1].end) if words else (part["start"], part["end"])
         segments.append(Segment(start=round(float(start), 3), end=round(float(end), 3),
                                 text=text, words=words, avg_logprob=round(part["avg_logprob"], 4),
                                 no_speech_prob=round(part["no_speech_prob"], 4)))
     return segments
 
-
-def _shifted(segment: Segment, offset: float) -> Segment:
-    words = tuple(replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
-                  for w in segment.words)
-    return replace(segment, start=round(segment.start + offset, 3),
-                   end=round(segment.end + offset, 3), words=words)

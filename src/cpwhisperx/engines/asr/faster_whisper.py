@@ -49,22 +49,26 @@ class FasterWhisperEngine:
         return [self.transcribe(audio, language=language, word_timestamps=word_timestamps)
                 for audio in audios]
 
-    def transcribe(self, audio: np.ndarray, *, language: str,
-                   word_timestamps: bool) -> list[Segment]:
-        """One window with faster-whisper's sequential decoder and its temperature fallback."""
+    def transcribe(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
+                   offset: float = 0.0) -> list[Segment]:
+        """One window with faster-whisper's sequential decoder and its temperature fallback;
+        ``audio`` starts ``offset`` seconds into the window (what is left of it)."""
         segments, _ = self.model.transcribe(audio, vad_filter=False, language=language,
                                             beam_size=self.beam_size,
                                             word_timestamps=word_timestamps)
-        return list(_convert(segments))
+        return [Segment(start=round(seg.start + offset, 3), end=round(seg.end + offset, 3),
+                        text=seg.text.strip(),
+                        words=to_words(((w.start, w.end, w.word, w.probability)
+                                        for w in seg.words or ()), offset=offset),
+                        avg_logprob=round(seg.avg_logprob, 4),
+                        no_speech_prob=round(seg.no_speech_prob, 4))
+                for seg in segments if seg.text.strip()]
 
 
-def _convert(segments: Iterable) -> Iterable[Segment]:
-    for seg in segments:
-        text = seg.text.strip()
-        if not text:
-            continue
-        words = tuple(Word(start=w.start, end=w.end, text=w.word.strip(),
-                           probability=round(w.probability, 4)) for w in seg.words or ())
-        yield Segment(start=seg.start, end=seg.end, text=text, words=words,
-                      avg_logprob=round(seg.avg_logprob, 4),
-                      no_speech_prob=round(seg.no_speech_prob, 4))
+def to_words(words: Iterable[tuple[float, float, str, float]], *,
+             offset: float = 0.0) -> tuple[Word, ...]:
+    """Decoded (start, end, text, probability) as the transcript's words: times moved by
+    ``offset`` and rounded, no empty words."""
+    return tuple(Word(start=round(float(start) + offset, 3), end=round(float(end) + offset, 3),
+                      text=text.strip(), probability=round(float(probability), 4))
+                 for start, end, text, probability in words if text.strip())
