@@ -29,12 +29,15 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
-# The torch and mlx extras' engines are tested too. TORCH names the build to install first; on
-# our machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a CPU index).
+# The torch, mlx and llm extras' engines are tested too. TORCH names the build to install
+# first; on our machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a
+# CPU index). llama-server is compiled for this CPU, without llama.cpp's own tests and examples.
 TORCH ?= torch==2.13.0
+LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF
 $(VENV)/.extras: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
-	$(BIN)/pip install -q -e '.[dev,torch,mlx]'
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' LLAMA_CPP_BUILD_JOBS=$$(nproc) \
+	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm]'
 	touch $@
 
 test: lint $(VENV)/.extras

@@ -140,7 +140,10 @@ def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, co
 def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
     bad = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-t", "en,xx")
     assert bad.returncode != 0 and "unknown language code 'xx'" in error_line(bad)
-    later = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-s", "en", "-t", "hi")
-    assert later.returncode != 0
-    assert "need a translation from 'en'" in error_line(later)
+    # No engine for en → hi without an LLM or IndicTrans2: said before any work is done.
+    missing = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-s", "en", "-t", "en,hi",
+                  env={"LLM_BASE_URL": "", "LLM_MODEL": ""})
+    assert missing.returncode == 2
+    assert "no translation engine here for en → hi" in error_line(missing)
+    assert not list(tmp_path.rglob("job.json"))
     assert media.probe(clip("en_jfk")).fps is None  # audio only: 25 fps for frame gaps

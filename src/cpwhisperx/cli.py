@@ -17,7 +17,8 @@ FLAG_KEYS = {"source_language": "SOURCE_LANGUAGE", "backend": "WHISPER_BACKEND",
              "model": "WHISPER_MODEL", "device": "WHISPER_DEVICE",
              "compute_type": "WHISPER_COMPUTE_TYPE", "audio_stream": "AUDIO_STREAM",
              "batch_size": "BATCH_SIZE", "align": "ALIGNMENT_BACKEND",
-             "target_languages": "TARGET_LANGUAGES"}
+             "target_languages": "TARGET_LANGUAGES", "translator": "TRANSLATION_BACKEND",
+             "burn_in": "BURN_IN"}
 
 
 def _out_root(args: argparse.Namespace) -> Path:
@@ -45,6 +46,14 @@ def _prepare(args: argparse.Namespace, media_arg: str) -> "Job":
     if media.is_dir():
         raise MediaError(f"{media} is a folder, not a media file")
     settings = config.load_settings(cli=_overrides(args))
+    if args.workflow == "translate" and not settings.targets:
+        raise ConfigError("the translate workflow needs target languages: -t en,hi,...")
+    if (source := settings.source_language) != "auto":  # else checked once ASR has detected it
+        from cpwhisperx import translation
+
+        for target in settings.targets:
+            if target != source:
+                translation.choose(settings, source=source, target=target)
     # Absolute, but symlinks kept: messages name the file as the user knows it.
     return jobs.create(_out_root(args), media=Path(os.path.abspath(media)), workflow=args.workflow,
                        settings=settings)
@@ -143,9 +152,15 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
                         help="any config key (see config/.env.pipeline); repeatable")
 
 
-def _add_target_flag(parser: argparse.ArgumentParser) -> None:
+def _add_target_flags(parser: argparse.ArgumentParser, *, subtitles: bool) -> None:
     parser.add_argument("-t", "--to", dest="target_languages", metavar="LANGS",
-                        help="subtitle languages, comma-separated (default: the spoken one)")
+                        help="languages to translate into (and subtitle), comma-separated; the "
+                             "spoken one may be among them")
+    parser.add_argument("--translator",
+                        help="translation engine: auto, whisper (into English) or llm")
+    if subtitles:
+        parser.add_argument("--burn-in", metavar="LANG",
+                            help="also draw this language's subtitles into the picture")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = sub.add_parser("prepare", parents=[common], help="create a job from a media file")
     prepare.add_argument("--media", required=True, help="audio or video file")
-    prepare.add_argument("--workflow", default="transcribe", choices=["transcribe", "subtitle"])
+    prepare.add_argument("--workflow", default="transcribe",
+                         choices=["transcribe", "translate", "subtitle"])
     _add_settings_flags(prepare)
-    _add_target_flag(prepare)
+    _add_target_flags(prepare, subtitles=True)
     prepare.set_defaults(func=cmd_prepare)
 
     run = sub.add_parser("run", parents=[common], help="run or resume a job")
@@ -186,11 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(transcribe)
     transcribe.set_defaults(func=cmd_transcribe, workflow="transcribe")
 
+    translate = sub.add_parser("translate", parents=[common],
+                               help="prepare and run in one go: transcript and its translations")
+    translate.add_argument("media", help="audio or video file")
+    _add_settings_flags(translate)
+    _add_target_flags(translate, subtitles=False)
+    translate.set_defaults(func=cmd_transcribe, workflow="translate")
+
     subtitle = sub.add_parser("subtitle", parents=[common],
-                              help="prepare and run in one go: transcript, subtitles, muxed video")
+                              help="prepare and run in one go: transcript, translations, "
+                                   "subtitles, muxed video")
     subtitle.add_argument("media", help="audio or video file")
     _add_settings_flags(subtitle)
-    _add_target_flag(subtitle)
+    _add_target_flags(subtitle, subtitles=True)
     subtitle.set_defaults(func=cmd_transcribe, workflow="subtitle")
     return parser
 

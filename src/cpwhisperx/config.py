@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cpwhisperx import fsutil
 from cpwhisperx.errors import ConfigError
@@ -54,9 +54,16 @@ class Settings(BaseModel):
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
     target_languages: str = ""
+    translation_backend: Literal["auto", "whisper", "llm"] = "auto"
+    translation_glossary: str = ""  # a file of "term = translation" lines ("hi: ..." for one)
+    llm_base_url: str = ""  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1
+    llm_model: str = ""  # the endpoint's model name, or a local .gguf file to serve ourselves
+    llm_context_chars: int = Field(4000, ge=0, le=200_000)
+    llm_timeout_s: float = Field(120.0, gt=0.0)
     subtitle_audience: Literal["adult", "children"] = "adult"
     subtitle_max_chars: int = Field(42, ge=10, le=100)
     subtitle_max_cps: float = Field(0.0, ge=0.0)
+    burn_in: str = ""  # one subtitle language drawn into the picture, as well as the soft tracks
 
     @field_validator("whisper_backend", mode="before")
     @classmethod
@@ -82,6 +89,13 @@ class Settings(BaseModel):
         if len(codes) > MAX_TARGETS:
             raise ValueError(f"at most {MAX_TARGETS} target languages, got {len(codes)}")
         return ",".join(codes)
+
+    @model_validator(mode="after")
+    def _burn_in(self) -> "Settings":
+        if self.burn_in and self.burn_in not in (self.targets or [self.source_language]):
+            raise ValueError(f"BURN_IN={self.burn_in} is not a subtitle language: add it to "
+                             "TARGET_LANGUAGES (-t)")
+        return self
 
     @property
     def targets(self) -> list[str]:
@@ -190,7 +204,9 @@ def load_settings(*, job_file: Path | None = None, cli: Mapping[str, str] | None
         return Settings(**{key.lower(): value for key, value in merged.items()})
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = str(error["loc"][0]).upper() if error["loc"] else "?"
+        if not error["loc"]:  # a rule across keys: its message names them
+            raise ConfigError(_explain(error)) from None
+        key = str(error["loc"][0]).upper()
         raise ConfigError(f"{key}={merged.get(key, '')!r} from {origin.get(key, 'defaults')} "
                           f"is not allowed: {_explain(error)}") from None
 

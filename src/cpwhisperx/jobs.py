@@ -19,7 +19,8 @@ JOB_ID = re.compile(r"^job-(\d{4})(\d{2})(\d{2})-([a-z0-9][a-z0-9_-]*)-(\d{4,})$
 STAGE_NUMBERS = {"demux": 1, "separate": 2, "vad": 3, "asr": 4, "align": 5, "clean": 6,
                  "export": 7, "translate": 8, "subtitles": 9, "mux": 10}
 _TRANSCRIBE = ("demux", "separate", "vad", "asr", "align", "clean", "export")
-WORKFLOWS = {"transcribe": _TRANSCRIBE, "subtitle": (*_TRANSCRIBE, "subtitles", "mux")}
+WORKFLOWS = {"transcribe": _TRANSCRIBE, "translate": (*_TRANSCRIBE, "translate"),
+             "subtitle": (*_TRANSCRIBE, "translate", "subtitles", "mux")}
 
 
 def now() -> str:

@@ -134,35 +134,52 @@ def select_stream(info: MediaInfo, choice: str) -> AudioStream:
 def extract_wav(info: MediaInfo, stream: AudioStream, out: Path, *,
                 on_progress: Callable[[float], None] | None = None) -> None:
     """Decode one audio stream to 16 kHz mono 16-bit WAV, written atomically to ``out``."""
-    tmp = out.with_name(f".{out.name}.partial.wav")
-    cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(info.path),
-           "-map", f"0:a:{stream.position}", "-vn", "-sn", "-dn", "-ac", "1",
-           "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav",
+    args = ["-i", str(info.path), "-map", f"0:a:{stream.position}", "-vn", "-sn", "-dn",
+            "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav"]
+
+    def decoded(tmp: Path) -> None:
+        if wav_frames(tmp) == 0:
+            raise MediaError(f"{info.path}: the audio stream decodes to no samples "
+                             "(corrupt or truncated)")
+
+    ffmpeg(args, out=out, duration=info.duration, on_progress=on_progress, check=decoded,
+           failure=lambda detail: MediaError(f"cannot decode audio of {info.path}: {detail}"))
+
+
+def ffmpeg(args: list[str], *, out: Path, duration: float,
+           failure: Callable[[str], CpwError],
+           on_progress: Callable[[float], None] | None = None,
+           check: Callable[[Path], None] | None = None, cwd: Path | None = None) -> None:
+    """Run ffmpeg with ``args`` (inputs, maps, codecs, ``-f``) writing ``out`` atomically: to a
+    hidden temp file beside it, renamed once complete (and once ``check`` passes). A failure
+    raises ``failure(ffmpeg's last error line)``, or says the disk is full."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args,
            "-progress", "pipe:1", "-nostats", str(tmp)]
     # stderr goes to a file: a damaged file can print more errors than a pipe holds.
     with tempfile.TemporaryFile() as errors, subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=errors, text=True, errors="replace") as proc:
+            cmd, stdout=subprocess.PIPE, stderr=errors, text=True, errors="replace",
+            cwd=cwd) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if on_progress and line.startswith("out_time_us=") and info.duration > 0:
+            if on_progress and line.startswith("out_time_us=") and duration > 0:
                 with contextlib.suppress(ValueError):
-                    on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / info.duration))
+                    on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration))
         returncode = proc.wait()
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
-    if returncode != 0:
+    try:
+        if returncode != 0:
+            if "No space left" in stderr:
+                raise CpwError(f"disk full while writing {out}: free some space and run again")
+            raise failure((stderr.strip().splitlines() or ["unknown error"])[-1])
+        if check:
+            check(tmp)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(out)
+    finally:
         tmp.unlink(missing_ok=True)
-        detail = (stderr.strip().splitlines() or ["unknown error"])[-1]
-        if "No space left" in stderr:
-            raise CpwError(f"disk full while writing {out}: free some space and run again")
-        raise MediaError(f"cannot decode audio of {info.path}: {detail}")
-    if wav_frames(tmp) == 0:
-        tmp.unlink(missing_ok=True)
-        raise MediaError(f"{info.path}: the audio stream decodes to no samples "
-                         "(corrupt or truncated)")
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(out)
 
 
 def wav_frames(path: Path) -> int:

@@ -15,11 +15,22 @@ from cpwhisperx import __version__, config, fsutil, hardware
 from cpwhisperx.errors import CpwError, MediaError
 from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
 from cpwhisperx.progress import Reporter, Row
-from cpwhisperx.stages import StageContext, align, asr, clean, demux, export, mux, separate, vad
+from cpwhisperx.stages import (
+    StageContext,
+    align,
+    asr,
+    clean,
+    demux,
+    export,
+    mux,
+    separate,
+    translate,
+    vad,
+)
 from cpwhisperx.stages import subtitles as subtitles_stage
 
 STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, separate, vad, asr, align, clean,
-                                                      export, subtitles_stage, mux)}
+                                                      export, translate, subtitles_stage, mux)}
 
 
 def _file_record(path: Path) -> dict[str, Any]:

@@ -17,6 +17,12 @@ NATIVE_SCRIPTS: dict[str, str] = {
     "bn": "Bengali", "as": "Bengali", "pa": "Gurmukhi", "gu": "Gujarati", "ta": "Tamil",
     "te": "Telugu", "kn": "Kannada", "ml": "Malayalam", "si": "Sinhala",
 }
+# Their Unicode blocks; the danda (। ॥) is Devanagari's and serves the others too.
+BLOCKS: dict[str, tuple[int, int]] = {
+    "Devanagari": (0x0900, 0x097F), "Bengali": (0x0980, 0x09FF), "Gurmukhi": (0x0A00, 0x0A7F),
+    "Gujarati": (0x0A80, 0x0AFF), "Tamil": (0x0B80, 0x0BFF), "Telugu": (0x0C00, 0x0C7F),
+    "Kannada": (0x0C80, 0x0CFF), "Malayalam": (0x0D00, 0x0D7F), "Sinhala": (0x0D80, 0x0DFF),
+}
 # A window a small model turned into English (Latin) is decoded again as the same spoken
 # language in the script it writes best: Whisper base writes Hindustani speech in Urdu script far
 # more reliably than in Devanagari, and Urdu converts to Devanagari letter by letter.
@@ -52,6 +58,27 @@ def share(text: str, script: str) -> float:
 
 def mostly_latin(text: str) -> bool:
     return share(text, "Latin") > 0.5
+
+
+def line_pattern(language: str, *, longest: int) -> str | None:
+    """A regular expression (ECMAScript syntax, as JSON Schema has it) for one line of at most
+    ``longest`` characters in the language's own script: one of its letters, then its letters,
+    digits, spaces and plain punctuation, no Latin; None for a language without a native script
+    here. The repetition is bounded, so a grammar built from it cannot let a model write on
+    forever; quotes and brackets stay out (llama.cpp's schema converter rejects them in a set,
+    and then constrains nothing)."""
+    if language not in NATIVE_SCRIPTS:
+        return None
+    lo, hi = BLOCKS[NATIVE_SCRIPTS[language]]
+    block = f"\\u{lo:04X}-\\u{hi:04X}"
+    return f"^[{block}][{block}\\u0964\\u0965 0-9,.?!;:-]{{0,{longest - 1}}}$"
+
+
+def in_own_script(text: str, language: str) -> bool:
+    """Most of the text's letters are in the language's own script: an Indic one, or Latin for
+    English (true for a text without letters, and for a language not known here)."""
+    script = "Latin" if language == "en" else NATIVE_SCRIPTS.get(language)
+    return script is None or not letters(text) or share(text, script) > 0.5
 
 
 @cache

@@ -28,11 +28,12 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from cpwhisperx.stages import align, asr, separate
+    from cpwhisperx.stages import align, asr, separate, translate
 
     threading.Thread(target=_die_with_parent, daemon=True).start()
 
-    runners = {"separate": separate.work, "asr": asr.work, "align": align.work}
+    runners = {"separate": separate.work, "asr": asr.work, "align": align.work,
+               "translate": translate.work}
     task = fsutil.read_json(Path(argv[0]))
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from cpwhisperx import fsutil, subtitles, writers
-from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
-from cpwhisperx.stages import StageContext, StageResult, clean, demux
+from cpwhisperx.stages import StageContext, StageResult, clean, demux, translate
 from cpwhisperx.transcript import Transcript
 
 NAME = "subtitles"
-INPUTS = ("demux", "clean")
+INPUTS = ("demux", "clean", "translate")
 
 
 def tracks_path(job: Job) -> Path:
@@ -33,13 +32,11 @@ def run(ctx: StageContext) -> StageResult:
     s = ctx.settings
     outputs, tracks, summary, warnings = [], [], {}, []
     for language in s.targets or [transcript.language]:
-        if language != transcript.language:
-            raise CpwError(f"subtitles in {language!r} need a translation from "
-                           f"{transcript.language!r}, and this version has no translation "
-                           f"engine yet: use -t {transcript.language}")
+        source = (transcript if language == transcript.language else Transcript.from_dict(
+            fsutil.read_json(translate.transcript_path(ctx.job, language))))
         style = subtitles.style_for(language, fps=fps, children=s.subtitle_audience == "children",
                                     max_chars=s.subtitle_max_chars, max_cps=s.subtitle_max_cps)
-        events = subtitles.events(transcript.segments, language=language, style=style)
+        events = subtitles.events(source.segments, language=language, style=style)
         report = subtitles.check(events, style, language=language)
         cues = [(e.start, e.end, e.text) for e in events]
         srt_path = ctx.job.outputs / f"{ctx.media.stem}.{language}.srt"

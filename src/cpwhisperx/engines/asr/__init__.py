@@ -27,6 +27,10 @@ class AsrEngine(Protocol):
         """Segments per window, times in seconds from the start of that window's audio."""
         ...
 
+    def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
+        """Whisper's own translation of one window into English (segments, no words)."""
+        ...
+
 
 def create(resolved: Resolved, *, model: ModelRef, beam_size: int) -> AsrEngine:
     if resolved.backend == "faster-whisper":

@@ -49,12 +49,16 @@ class FasterWhisperEngine:
         return [self.transcribe(audio, language=language, word_timestamps=word_timestamps)
                 for audio in audios]
 
+    def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
+        return self.transcribe(audio, language=language, word_timestamps=False,
+                               task="translate")
+
     def transcribe(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
-                   offset: float = 0.0) -> list[Segment]:
+                   offset: float = 0.0, task: str = "transcribe") -> list[Segment]:
         """One window with faster-whisper's sequential decoder and its temperature fallback;
         ``audio`` starts ``offset`` seconds into the window (what is left of it)."""
         segments, _ = self.model.transcribe(audio, vad_filter=False, language=language,
-                                            beam_size=self.beam_size,
+                                            task=task, beam_size=self.beam_size,
                                             word_timestamps=word_timestamps)
         return [Segment(start=round(seg.start + offset, 3), end=round(seg.end + offset, 3),
                         text=seg.text.strip(),

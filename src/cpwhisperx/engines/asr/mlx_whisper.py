@@ -51,13 +51,20 @@ class MlxWhisperEngine:
 
     def decode(self, audios: Sequence[np.ndarray], *, language: str,
                word_timestamps: bool) -> list[list[Segment]]:
+        return [self._run(audio, language=language, word_timestamps=word_timestamps,
+                          task="transcribe") for audio in audios]
+
+    def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
+        return self._run(audio, language=language, word_timestamps=False, task="translate")
+
+    def _run(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
+             task: str) -> list[Segment]:
         import mlx_whisper
 
-        results = [mlx_whisper.transcribe(audio, path_or_hf_repo=self.path, language=language,
-                                          fp16=self.fp16, word_timestamps=word_timestamps,
-                                          verbose=None) for audio in audios]
-        return [[_segment(seg) for seg in result["segments"] if seg["text"].strip()]
-                for result in results]
+        result = mlx_whisper.transcribe(audio, path_or_hf_repo=self.path, language=language,
+                                        task=task, fp16=self.fp16,
+                                        word_timestamps=word_timestamps, verbose=None)
+        return [_segment(seg) for seg in result["segments"] if seg["text"].strip()]
 
 
 def _segment(seg: dict) -> Segment:

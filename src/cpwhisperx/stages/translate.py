@@ -1,0 +1,204 @@
+"""Stage 08: transcript → one translated transcript per target language
+(``08_translate/transcript.<lang>.json``, and ``outputs/<stem>.<lang>.json`` and ``.txt``).
+
+The transcript is translated sentence by sentence, each translation re-timed onto its source
+sentence's span (``translation.retime``). Finished sentences go into a cache shared by every
+job, so an interrupted run, or a rerun with other subtitle settings, asks the engine only for
+what is missing. Whisper's translation (any language → English, from the audio) runs in a
+worker process like ASR; text engines run here.
+"""
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import fsutil, hardware, isolation, media, models, translation, writers
+from cpwhisperx.engines import asr as asr_engines
+from cpwhisperx.errors import CpwError
+from cpwhisperx.jobs import Job
+from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
+from cpwhisperx.transcript import Transcript
+
+NAME = "translate"
+INPUTS = ("separate", "clean")
+
+
+def transcript_path(job: Job, language: str) -> Path:
+    return job.stage_dir(NAME) / f"transcript.{language}.json"
+
+
+def cache() -> translation.Cache:
+    return translation.Cache(models.cache_root() / "translations.sqlite")
+
+
+def _targets(ctx: StageContext, source: str) -> list[str]:
+    return [t for t in ctx.settings.targets if t != source]
+
+
+def _glossary(ctx: StageContext, target: str) -> dict[str, str]:
+    path = ctx.settings.translation_glossary
+    return translation.load_glossary(Path(path), target=target) if path else {}
+
+
+def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+    s = ctx.settings
+    glossary = Path(s.translation_glossary) if s.translation_glossary else None
+    return {"targets": s.targets, "backend": s.translation_backend,
+            "asr_model": asr.model_name(ctx),
+            "llm": [s.llm_base_url, s.llm_model, s.llm_context_chars],
+            "glossary": fsutil.sha256_file(glossary) if glossary and glossary.is_file() else None,
+            "stem": ctx.media.stem}
+
+
+def run(ctx: StageContext) -> StageResult:
+    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
+    source = transcript.language
+    targets = _targets(ctx, source)
+    if not targets:
+        ctx.progress(1.0)
+        return StageResult(outputs=[], backend="none (no target other than the spoken language)")
+    # Every pair's engine is chosen before any work: a missing one fails the stage at once.
+    engines = {t: translation.choose(ctx.settings, source=source, target=t) for t in targets}
+    units = translation.sentences(transcript)
+    outputs: list[Path] = []
+    warnings: list[str] = []
+    meta: dict[str, Any] = {"sentences": len(units)}
+    for n, target in enumerate(targets):
+        def progress(fraction: float, n: int = n) -> None:
+            ctx.progress((n + fraction) / len(targets))
+
+        name, model, texts, asked = _translate(ctx, engines[target], units, source=source,
+                                               target=target, progress=progress)
+        if units and not any(texts):
+            raise CpwError(f"{name} gave no translation into {target} for any of the "
+                           f"{len(units)} sentences; details in {ctx.job.log_file(NAME)}")
+        if missing := sum(not t for t in texts):
+            warnings.append(f"{target}: {missing} of {len(units)} sentences have no translation "
+                            f"({name} gave none); details in {ctx.job.log_file(NAME)}")
+        result = translation.translated(transcript, units, texts, language=target,
+                                        meta={"engine": name, "model": model})
+        path = transcript_path(ctx.job, target)
+        fsutil.write_json(path, result.to_dict())
+        outputs.append(path)
+        for ext in ("json", "txt"):
+            out = ctx.job.outputs / f"{ctx.media.stem}.{target}.{ext}"
+            fsutil.write_text(out, writers.WRITERS[ext](result))
+            outputs.append(out)
+        meta[target] = {"engine": name, "model": model, "segments": len(result.segments),
+                        "translated": asked, "cached": len(units) - asked,
+                        "untranslated": missing}
+    backends = sorted({meta[t]["engine"] for t in targets})
+    return StageResult(outputs=outputs, backend=", ".join(backends), warnings=warnings,
+                       meta=meta)
+
+
+def _translate(ctx: StageContext, engine: str, units: Sequence[translation.Sentence], *,
+               source: str, target: str, progress: Callable[[float], None]
+               ) -> tuple[str, str, list[str], int]:
+    """(engine, model, one translation per sentence ("" where the engine gave none), how many
+    the engine was asked for). Only translations are cached: a rerun asks again for the rest."""
+    s = ctx.settings
+    model = {"whisper": asr.model_name(ctx), "llm": s.llm_model or s.llm_base_url}[engine]
+    glossary = _glossary(ctx, target)
+    store = cache()
+    # A glossary changes what a sentence becomes: it is part of the model's identity.
+    identity = model + (f" glossary {sorted(glossary.items())}" if glossary else "")
+    keys = [store.key(engine=engine, model=identity, source=source, target=target,
+                      text=u.text) for u in units]
+    found = store.get(keys)
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    ctx.log.info("%s → %s with %s %s: %d of %d sentences cached", source, target, engine, model,
+                 len(units) - len(missing), len(units))
+    if missing and engine == "whisper":
+        texts = _whisper(ctx, [units[i] for i in missing], language=source, progress=progress)
+        store.put({keys[i]: text for i, text in zip(missing, texts, strict=True) if text})
+    elif missing:
+        with _llm(ctx, glossary) as translator:
+            size = translator.batch_size
+            for done in range(0, len(missing), size):
+                batch = missing[done:done + size]
+                texts = translator.translate(
+                    [units[i].text for i in batch], source=source, target=target,
+                    context=translation.context(units, batch[0], batch[-1] + 1,
+                                                chars=s.llm_context_chars))
+                store.put({keys[i]: text for i, text in zip(batch, texts, strict=True) if text})
+                progress((done + len(batch)) / len(missing))
+    found = store.get(keys)
+    return engine, model, [found.get(k, "") for k in keys], len(missing)
+
+
+@contextlib.contextmanager
+def _llm(ctx: StageContext, glossary: dict[str, str]) -> Iterator[Any]:
+    from cpwhisperx.engines.translate import llama_server
+    from cpwhisperx.engines.translate.llm import LlmTranslator
+
+    s = ctx.settings
+    api_key = os.environ.get("LLM_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
+
+    def translator(url: str) -> LlmTranslator:
+        return LlmTranslator(base_url=url, model=s.llm_model, api_key=api_key,
+                             glossary=glossary, timeout=s.llm_timeout_s)
+
+    if s.llm_base_url:
+        yield translator(s.llm_base_url)
+    elif s.llm_model.endswith(".gguf"):
+        with llama_server.serve(Path(s.llm_model).expanduser(),
+                                threads=ctx.resolved.cpu_threads,
+                                log_file=ctx.job.log_file(NAME)) as url:
+            yield translator(url)
+    else:
+        raise CpwError("TRANSLATION_BACKEND=llm needs LLM_BASE_URL (an OpenAI-compatible "
+                       "server) or LLM_MODEL set to a local .gguf file")
+
+
+def _whisper(ctx: StageContext, units: Sequence[translation.Sentence], *, language: str,
+             progress: Callable[[float], None]) -> list[str]:
+    ref = models.resolve(asr.model_name(ctx))
+    out = ctx.dir(NAME) / "whisper.json"
+    task = {"audio": str(separate.audio_path(ctx.job)), "model": ref.name,
+            "model_path": str(ref.path), "model_source": ref.source, "language": language,
+            "beam_size": ctx.settings.beam_size,
+            "spans": [(u.start, u.end) for u in units]}
+    chain = [ctx.resolved]
+    if (retry := hardware.fallback(ctx.resolved)) is not None:
+        chain.append(retry)
+    attempts = [(f"{r.backend} {r.device}/{r.compute_type}", {**task, "resolved": asdict(r)})
+                for r in chain]
+    timeout = 600 + 5 * sum(u.end - u.start for u in units)
+    used, warnings = isolation.run_chain(NAME, attempts, result=out, timeout=timeout,
+                                         log_file=ctx.job.log_file(NAME), on_progress=progress)
+    if used is None:
+        raise CpwError(f"Whisper translation failed and no fallback is left "
+                       f"({'; '.join(warnings)}); details in {ctx.job.log_file(NAME)}")
+    return fsutil.read_json(out)["texts"]
+
+
+def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
+    """In the worker: Whisper's translate task on the sentences' audio, packed into windows of
+    at most 30 s; each translated segment goes to the sentence holding its middle."""
+    resolved = hardware.Resolved(**task["resolved"])
+    ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
+                          source=task["model_source"])
+    engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"])
+    if not engine.multilingual:
+        raise CpwError(f"Whisper translation needs a multilingual model, and {ref.name} is "
+                       "English-only: set WHISPER_MODEL to base, small, ...")
+    spans = [tuple(s) for s in task["spans"]]
+    parts: list[list[str]] = [[] for _ in spans]
+    windows = asr_engines.speech_windows(spans)
+    with media.WavReader(Path(task["audio"])) as audio:
+        for n, window in enumerate(windows):
+            for segment in engine.translate(window.read(audio), language=task["language"]):
+                placed = window.place(segment)
+                middle = (placed.start + placed.end) / 2
+                nearest = min(range(len(spans)), key=lambda i: _distance(spans[i], middle))
+                parts[nearest].append(segment.text)
+            progress((n + 1) / len(windows))
+    return {"texts": [" ".join(p) for p in parts]}
+
+
+def _distance(span: tuple[float, float], t: float) -> float:
+    return max(span[0] - t, t - span[1], 0.0)

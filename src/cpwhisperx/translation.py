@@ -1,0 +1,217 @@
+"""What every translation engine shares: the sentences a transcript is translated in, the
+re-timing of a translation onto its sentence's speech, the cache of finished translations and
+the choice of an engine for a pair of languages.
+
+Translation never moves a subtitle in time: a translated sentence takes the span its source
+sentence was spoken in, and its words are spread over the stretches of that span where words
+were spoken (silences inside the sentence stay silent), in proportion to their length.
+"""
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import regex
+
+from cpwhisperx.config import Settings
+from cpwhisperx.errors import ConfigError
+from cpwhisperx.models import default_model
+from cpwhisperx.subtitles import SENTENCE_END, SPACELESS, graphemes
+from cpwhisperx.transcript import Segment, Transcript, Word
+
+PAUSE_S = 1.0  # a pause this long after an unpunctuated segment ends its sentence
+LONG_S = 15.0  # a sentence this long ends at its next segment end, punctuated or not
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...]
+
+
+def sentences(transcript: Transcript) -> list[Sentence]:
+    """The transcript's words grouped into sentences: each ends at sentence-final
+    punctuation, or at the end of a segment followed by a pause or after a long run."""
+    from cpwhisperx.engines.align import interpolate
+
+    out: list[Sentence] = []
+    words: list[Word] = []
+    segments = [s for s in transcript.segments if s.text.strip()]
+    for index, segment in enumerate(segments):
+        for word in (segment.words or interpolate(segment).words):
+            if not word.text.strip():
+                continue
+            words.append(word)
+            if word.text.rstrip().endswith(SENTENCE_END):
+                out.append(_sentence(words, transcript.language))
+                words = []
+        following = segments[index + 1].start if index + 1 < len(segments) else None
+        if words and (following is None or following - segment.end >= PAUSE_S
+                      or segment.end - words[0].start >= LONG_S):
+            out.append(_sentence(words, transcript.language))
+            words = []
+    return out
+
+
+def _sentence(words: list[Word], language: str) -> Sentence:
+    joiner = "" if language in SPACELESS else " "
+    return Sentence(start=words[0].start, end=max(w.end for w in words),
+                    text=joiner.join(w.text.strip() for w in words), words=tuple(words))
+
+
+def retime(sentence: Sentence, text: str, *, language: str) -> Segment:
+    """``text`` (the sentence's translation) as a segment on the sentence's span, its words
+    (characters for languages written without spaces) spread over the spoken stretches."""
+    tokens = regex.findall(r"\X", text.strip()) if language in SPACELESS else text.split()
+    tokens = [t for t in tokens if t.strip()]
+    spans = _spoken(sentence)
+    total = sum(end - start for start, end in spans)
+    weights = [graphemes(t) + 1 for t in tokens]
+    scale = sum(weights)
+    words: list[Word] = []
+    done = 0
+    for token, weight in zip(tokens, weights, strict=True):
+        start = _at(spans, total * done / scale, late=True)
+        done += weight
+        words.append(Word(start=start, end=max(start, _at(spans, total * done / scale,
+                                                           late=False)),
+                          text=token, probability=1.0))
+    return Segment(start=sentence.start, end=sentence.end, text=text.strip(), words=tuple(words))
+
+
+def _spoken(sentence: Sentence) -> list[tuple[float, float]]:
+    """The stretches of the sentence where words were spoken (touching words merged)."""
+    spans: list[tuple[float, float]] = []
+    for w in sentence.words:
+        if spans and w.start <= spans[-1][1] + 1e-3:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], w.end))
+        elif w.end > w.start:
+            spans.append((w.start, w.end))
+    return spans or [(sentence.start, max(sentence.end, sentence.start + 1e-3))]
+
+
+def _at(spans: list[tuple[float, float]], offset: float, *, late: bool) -> float:
+    """The time ``offset`` seconds of speech into the spans; at a joint between two spans, the
+    start of the later one (``late``, for a word's start) or the end of the earlier one."""
+    for start, end in spans:
+        length = end - start
+        if offset < length - 1e-9 or (not late and offset <= length + 1e-9):
+            return round(start + max(offset, 0.0), 3)
+        offset -= length
+    return round(spans[-1][1], 3)
+
+
+def translated(transcript: Transcript, units: Sequence[Sentence], texts: Sequence[str], *,
+               language: str, meta: Mapping[str, object]) -> Transcript:
+    segments = tuple(retime(unit, text, language=language)
+                     for unit, text in zip(units, texts, strict=True) if text.strip())
+    return Transcript(language=language, segments=segments,
+                      meta={"source_language": transcript.language, **meta})
+
+
+def choose(settings: Settings, *, source: str, target: str) -> str:
+    """The engine for a pair. ``auto``: Whisper's own translation into English (offline, with
+    a multilingual ASR model); else an LLM endpoint where one is set up."""
+    if settings.translation_backend == "whisper" and target != "en":
+        raise ConfigError(f"Whisper translates only into English, not into {target}: use "
+                          "TRANSLATION_BACKEND=auto or llm")
+    if settings.translation_backend != "auto":
+        return settings.translation_backend
+    model = settings.whisper_model
+    if model == "auto":
+        model = default_model(settings.source_language)
+    if target == "en" and not model.endswith(".en"):
+        return "whisper"
+    if settings.llm_base_url or settings.llm_model:
+        return "llm"
+    raise ConfigError(
+        f"no translation engine here for {source} → {target}: set TRANSLATION_BACKEND=llm with "
+        "LLM_BASE_URL (an OpenAI-compatible server) or LLM_MODEL (a local .gguf file)")
+
+
+class Cache:
+    """Finished translations, shared by every job: a rerun, a resumed run or another job of the
+    same film asks the engine only for what it has not translated before."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            with db:
+                db.execute("CREATE TABLE IF NOT EXISTS translation "
+                           "(key TEXT PRIMARY KEY, text TEXT NOT NULL)")
+                yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def key(*, engine: str, model: str, source: str, target: str, text: str) -> str:
+        return hashlib.sha256(json.dumps([engine, model, source, target, text],
+                                         ensure_ascii=False).encode()).hexdigest()
+
+    def get(self, keys: Sequence[str]) -> dict[str, str]:
+        with self._db() as db:
+            found: dict[str, str] = {}
+            for i in range(0, len(keys), 500):  # SQLite's limit on query parameters
+                part = keys[i:i + 500]
+                found.update(db.execute(
+                    f"SELECT key, text FROM translation WHERE key IN ({','.join('?' * len(part))})",
+                    part).fetchall())
+            return found
+
+    def put(self, items: Mapping[str, str]) -> None:
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO translation VALUES (?, ?)", items.items())
+
+
+def load_glossary(path: Path, *, target: str) -> dict[str, str]:
+    """``term = translation`` lines for every target, ``hi: term = translation`` for one;
+    ``#`` starts a comment."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read TRANSLATION_GLOSSARY {path}: {exc}") from None
+    glossary: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        term, sep, said = line.partition("=")
+        language, colon, rest = term.partition(":")
+        if colon and regex.fullmatch(r"[a-z]{2,3}", language.strip()):
+            if language.strip() != target:
+                continue
+            term = rest
+        if not sep or not term.strip() or not said.strip():
+            raise ConfigError(f"{path}:{number}: expected 'term = translation', got {raw!r}")
+        glossary[term.strip()] = said.strip()
+    return glossary
+
+
+def context(units: Sequence[Sentence], lo: int, hi: int, *, chars: int) -> str:
+    """The text around sentences lo..hi-1, at most ``chars`` characters: the whole transcript
+    when it fits, else as much before and after them as does."""
+    texts = [u.text for u in units]
+    if sum(len(t) + 1 for t in texts) <= chars:
+        return " ".join(texts)
+    first, last = lo, hi
+    size = sum(len(t) + 1 for t in texts[lo:hi])
+    while True:
+        grown = False
+        for index in (first - 1, last):
+            if 0 <= index < len(texts) and size + len(texts[index]) + 1 <= chars:
+                size += len(texts[index]) + 1
+                first, last = min(first, index), max(last, index + 1)
+                grown = True
+        if not grown:
+            return " ".join(texts[first:last])

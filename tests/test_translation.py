@@ -1,0 +1,225 @@
+"""Translation's shared parts: sentences, re-timing onto the source speech, the cache, the
+glossary, the context window, the engine choice, and the LLM client's checks of replies and
+its handling of a failing endpoint."""
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cpwhisperx import config, scripts, translation
+from cpwhisperx.engines.translate import llm
+from cpwhisperx.errors import ConfigError, CpwError
+from cpwhisperx.transcript import Segment, Transcript, Word
+
+
+def _segment(*words: tuple[float, float, str]) -> Segment:
+    ws = tuple(Word(s, e, t) for s, e, t in words)
+    return Segment(ws[0].start, ws[-1].end, " ".join(w.text for w in ws), ws)
+
+
+def test_sentences_end_at_punctuation_pauses_and_long_runs() -> None:
+    transcript = Transcript("en", (
+        _segment((0.0, 0.4, "Hello"), (0.5, 0.9, "there."), (1.0, 1.3, "How"),
+                 (1.4, 1.8, "are")),
+        _segment((1.9, 2.2, "you")),  # no pause before it: the same sentence
+        _segment((4.0, 4.5, "Fine")),  # a pause of 1.8 s before: "you" ended a sentence
+        *[_segment((6.0 + i, 6.5 + i, "word")) for i in range(20)],
+    ))
+    units = translation.sentences(transcript)
+    assert [u.text for u in units[:3]] == ["Hello there.", "How are you", "Fine"]
+    assert (units[0].start, units[0].end) == (0.0, 0.9)
+    assert all(u.end - u.start <= translation.LONG_S + 1 for u in units)
+    assert sum(len(u.words) for u in units) == 26  # every word in exactly one sentence
+
+
+spoken = st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.05, 1.0)), min_size=1,
+                  max_size=12)
+
+
+@given(spoken, st.sampled_from(["hi", "en", "ja"]),
+       st.text(alphabet="abc मैंहूँ日本語 ", min_size=0, max_size=60))
+def test_retime_keeps_the_sentence_span_and_its_silences(gaps, language, text) -> None:
+    words, at = [], 1.0
+    for gap, length in gaps:
+        at += gap
+        words.append(Word(round(at, 3), round(at + length, 3), "w"))
+        at += length
+    unit = translation.Sentence(words[0].start, words[-1].end, "src", tuple(words))
+    segment = translation.retime(unit, text, language=language)
+    assert (segment.start, segment.end) == (unit.start, unit.end)
+    assert segment.text == text.strip()
+    joiner = "" if language == "ja" else " "
+    assert joiner.join(w.text for w in segment.words).replace(" ", "") == \
+        segment.text.replace(" ", "")
+    last = unit.start
+    for w in segment.words:
+        assert last <= w.start <= w.end <= unit.end
+        last = w.start
+        # A word starts inside speech, never in a silence between the source's words.
+        assert any(s.start <= w.start <= s.end for s in words)
+
+
+def test_cache_keeps_translations_by_engine_model_languages_and_text(tmp_path: Path) -> None:
+    cache = translation.Cache(tmp_path / "t.sqlite")
+    key = cache.key(engine="llm", model="m", source="en", target="hi", text="Hello.")
+    others = {cache.key(engine="whisper", model="m", source="en", target="hi", text="Hello."),
+              cache.key(engine="llm", model="n", source="en", target="hi", text="Hello."),
+              cache.key(engine="llm", model="m", source="en", target="ta", text="Hello."),
+              cache.key(engine="llm", model="m", source="en", target="hi", text="Hello!")}
+    assert key not in others and len(others) == 4
+    assert cache.get([key]) == {}
+    cache.put({key: "नमस्ते।"})
+    assert translation.Cache(tmp_path / "t.sqlite").get([key, *others]) == {key: "नमस्ते।"}
+
+
+def test_glossary_lines_for_every_target_or_one(tmp_path: Path) -> None:
+    path = tmp_path / "glossary.txt"
+    path.write_text("# names\nAnna = अन्ना\nhi: station = स्टेशन  # rail\nta: station = நிலையம்\n",
+                    encoding="utf-8")
+    assert translation.load_glossary(path, target="hi") == {"Anna": "अन्ना", "station": "स्टेशन"}
+    assert translation.load_glossary(path, target="ta") == {"Anna": "अन्ना",
+                                                           "station": "நிலையம்"}
+    path.write_text("Anna\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"glossary\.txt:1: expected 'term = translation'"):
+        translation.load_glossary(path, target="hi")
+
+
+def test_context_is_the_whole_transcript_or_a_window_around_the_batch() -> None:
+    units = [translation.Sentence(i, i + 1, f"s{i:02d}", ()) for i in range(50)]
+    assert translation.context(units, 10, 12, chars=1000) == " ".join(u.text for u in units)
+    window = translation.context(units, 20, 22, chars=40)
+    assert "s20 s21" in window and len(window) <= 40 and "s00" not in window
+
+
+def _settings(**values: str) -> config.Settings:
+    return config.load_settings(config_file=Path("/dev/null"), environ={},
+                                cli={k.upper(): v for k, v in values.items()})
+
+
+def test_engine_choice() -> None:
+    assert translation.choose(_settings(source_language="hi"), source="hi",
+                              target="en") == "whisper"
+    with pytest.raises(ConfigError, match="no translation engine here for en → hi"):
+        translation.choose(_settings(), source="en", target="hi")
+    # tiny.en cannot translate, not even into English.
+    with pytest.raises(ConfigError, match="fr → en"):
+        translation.choose(_settings(whisper_model="tiny.en"), source="fr", target="en")
+    assert translation.choose(_settings(llm_model="m.gguf"), source="en", target="hi") == "llm"
+    assert translation.choose(_settings(translation_backend="llm"), source="en",
+                              target="fr") == "llm"
+    with pytest.raises(ConfigError, match="Whisper translates only into English"):
+        translation.choose(_settings(translation_backend="whisper"), source="en", target="hi")
+
+
+def test_burn_in_must_be_a_subtitle_language() -> None:
+    with pytest.raises(ConfigError, match="BURN_IN=hi is not a subtitle language"):
+        _settings(target_languages="en", burn_in="hi")
+    assert _settings(target_languages="en,hi", burn_in="hi").burn_in == "hi"
+
+
+def test_the_schema_pattern_holds_a_line_to_the_script_and_its_length() -> None:
+    pattern = re.compile(scripts.line_pattern("hi", longest=20))
+    assert pattern.match("मैं घर जा रहा हूँ।")
+    assert pattern.match("5 बजे") is None  # starts with a letter of the script
+    assert pattern.match("मैं going") is None
+    assert pattern.match("न" * 21) is None
+    assert scripts.line_pattern("fr", longest=20) is None
+
+
+def test_replies_are_checked() -> None:
+    ids, texts = ["1", "2"], ["Where were you?", "I waited."]
+    good = '```json\n{"1": "तुम कहाँ थे?", "2": "मैं  रुका\\nरहा।"}\n```'
+    assert llm._parse(good, ids, texts, "hi") == ["तुम कहाँ थे?", "मैं रुका रहा।"]
+    for bad, why in [('{"1": "तुम कहाँ थे?"}', "expected the keys"),
+                     ('{"1": "x", "2": "y", "3": "z"}', "expected the keys"),
+                     ("not json", "not JSON"),
+                     ('{"1": "तुम<|im_end|>", "2": "मैं"}', "garbled"),
+                     ('{"1": "", "2": "मैं"}', "empty"),
+                     ('{"1": "Where were you?", "2": "मैं"}', "not written in hi's script"),
+                     (json.dumps({"1": "त" * 80, "2": "मैं"}), "overlong")]:
+        with pytest.raises(llm.InvalidReply, match=why):
+            llm._parse(bad, ids, texts, "hi")
+
+
+@contextmanager
+def _endpoint(replies: list[tuple[int, object]]) -> Iterator[tuple[str, list[dict]]]:
+    """An HTTP endpoint on loopback answering each POST with the next (status, body); for the
+    client's error paths (the real server's test is in test_translate_workflow.py)."""
+    requests: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            status, body = replies.pop(0) if replies else (500, {"error": "no more replies"})
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _reply(content: str) -> tuple[int, dict]:
+    return 200, {"choices": [{"message": {"role": "assistant", "content": content}}]}
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(llm, "BACKOFF_S", 0.0)
+
+
+def test_llm_asks_in_words_where_response_format_is_refused() -> None:
+    replies = [(400, {"error": "response_format is not supported"}),
+               _reply('{"1": "Bonjour."}')]
+    with _endpoint(replies) as (url, requests):
+        translator = llm.LlmTranslator(base_url=url, model="m", glossary={"Anna": "Anne"})
+        assert translator.translate(["Hello."], source="en", target="fr",
+                                    context="Hello. Anna.") == ["Bonjour."]
+    assert "response_format" in requests[0] and "response_format" not in requests[1]
+    prompt = requests[1]["messages"][1]["content"]
+    assert "Anna = Anne" in prompt and "Hello. Anna." in prompt and "1: Hello." in prompt
+
+
+def test_llm_splits_a_failing_batch_and_leaves_what_fails_alone_untranslated() -> None:
+    bad = _reply('{"1": "Un."}')  # one key where two are asked for
+    replies = [bad] * llm.ATTEMPTS + [_reply('{"1": "Un."}')] + [_reply("{}")] * llm.ATTEMPTS
+    with _endpoint(replies) as (url, requests):
+        out = llm.LlmTranslator(base_url=url, model="m").translate(
+            ["One.", "Two."], source="en", target="fr", context="")
+    assert out == ["Un.", ""]
+    assert len(requests) == 2 * llm.ATTEMPTS + 1
+
+
+@pytest.mark.parametrize("status,message", [(401, "set LLM_API_KEY"),
+                                            (404, "answered HTTP 404"),
+                                            (503, "failed 3 times (HTTP 503)")])
+def test_llm_endpoint_errors_say_what_to_do(status: int, message: str) -> None:
+    with _endpoint([(status, {"error": "x"})] * 3) as (url, _), \
+            pytest.raises(CpwError, match=re.escape(message)):
+        llm.LlmTranslator(base_url=url, model="m").translate(["Hi."], source="en",
+                                                             target="fr", context="")
+
+
+def test_llm_unreachable_endpoint() -> None:
+    with pytest.raises(CpwError, match="check that the server is running"):
+        llm.LlmTranslator(base_url="http://127.0.0.1:9/v1", model="m", timeout=2).translate(
+            ["Hi."], source="en", target="fr", context="")
