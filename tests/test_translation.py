@@ -115,6 +115,8 @@ def test_engine_choice() -> None:
     assert translation.choose(_settings(llm_model="m.gguf"), source="en", target="hi") == "llm"
     assert translation.choose(_settings(translation_backend="llm"), source="en",
                               target="fr") == "llm"
+    assert translation.choose(_settings(translation_model="nllb-ct2"), source="hi",
+                              target="ta") == "nllb"
     with pytest.raises(ConfigError, match="Whisper translates only into English"):
         translation.choose(_settings(translation_backend="whisper"), source="en", target="hi")
 

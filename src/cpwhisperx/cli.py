@@ -157,7 +157,7 @@ def _add_target_flags(parser: argparse.ArgumentParser, *, subtitles: bool) -> No
                         help="languages to translate into (and subtitle), comma-separated; the "
                              "spoken one may be among them")
     parser.add_argument("--translator",
-                        help="translation engine: auto, whisper (into English) or llm")
+                        help="translation engine: auto, whisper (into English), llm or nllb")
     if subtitles:
         parser.add_argument("--burn-in", metavar="LANG",
                             help="also draw this language's subtitles into the picture")

@@ -54,7 +54,8 @@ class Settings(BaseModel):
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
     target_languages: str = ""
-    translation_backend: Literal["auto", "whisper", "llm"] = "auto"
+    translation_backend: Literal["auto", "whisper", "llm", "nllb"] = "auto"
+    translation_model: str = ""  # NLLB: a CTranslate2 folder or a Hugging Face repo id
     translation_glossary: str = ""  # a file of "term = translation" lines ("hi: ..." for one)
     llm_base_url: str = ""  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1
     llm_model: str = ""  # the endpoint's model name, or a local .gguf file to serve ourselves

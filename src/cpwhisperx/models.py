@@ -94,7 +94,7 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or (os.sep in name and Path(name).expanduser().exists())
 
 
-def _offline() -> bool:
+def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
@@ -126,7 +126,7 @@ def resolve(name: str) -> ModelRef:
     except Exception:  # huggingface_hub's "not in cache" errors vary across versions
         tried.append("Hugging Face cache")
 
-    if _offline():
+    if offline():
         tried.append("download (skipped: HF_HUB_OFFLINE is set)")
     else:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 import regex
 
 from cpwhisperx.config import Settings
+from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.models import default_model
 from cpwhisperx.subtitles import SENTENCE_END, SPACELESS, graphemes
@@ -116,13 +117,16 @@ def translated(transcript: Transcript, units: Sequence[Sentence], texts: Sequenc
 
 
 def choose(settings: Settings, *, source: str, target: str) -> str:
-    """The engine for a pair. ``auto``: Whisper's own translation into English (offline, with
-    a multilingual ASR model); else an LLM endpoint where one is set up."""
+    """The engine for a pair. ``auto``: NLLB where ``TRANSLATION_MODEL`` names one that knows
+    both languages; Whisper's own translation into English (offline, with a multilingual ASR
+    model); an LLM endpoint where one is set up."""
     if settings.translation_backend == "whisper" and target != "en":
         raise ConfigError(f"Whisper translates only into English, not into {target}: use "
                           "TRANSLATION_BACKEND=auto or llm")
     if settings.translation_backend != "auto":
         return settings.translation_backend
+    if settings.translation_model and {source, target} <= FLORES.keys():
+        return "nllb"
     model = settings.whisper_model
     if model == "auto":
         model = default_model(settings.source_language)
@@ -131,8 +135,9 @@ def choose(settings: Settings, *, source: str, target: str) -> str:
     if settings.llm_base_url or settings.llm_model:
         return "llm"
     raise ConfigError(
-        f"no translation engine here for {source} → {target}: set TRANSLATION_BACKEND=llm with "
-        "LLM_BASE_URL (an OpenAI-compatible server) or LLM_MODEL (a local .gguf file)")
+        f"no translation engine here for {source} → {target}: set LLM_BASE_URL (an "
+        "OpenAI-compatible server) or LLM_MODEL (a local .gguf file), or TRANSLATION_MODEL (an "
+        "NLLB model)")
 
 
 class Cache:

@@ -4,8 +4,8 @@
 The transcript is translated sentence by sentence, each translation re-timed onto its source
 sentence's span (``translation.retime``). Finished sentences go into a cache shared by every
 job, so an interrupted run, or a rerun with other subtitle settings, asks the engine only for
-what is missing. Whisper's translation (any language → English, from the audio) runs in a
-worker process like ASR; text engines run here.
+what is missing. Whisper's translation (any language → English, from the audio) and NLLB run
+in a worker process like ASR; the LLM client runs here.
 """
 
 import contextlib
@@ -17,6 +17,7 @@ from typing import Any
 
 from cpwhisperx import fsutil, hardware, isolation, media, models, translation, writers
 from cpwhisperx.engines import asr as asr_engines
+from cpwhisperx.engines.translate import nllb
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
@@ -24,6 +25,7 @@ from cpwhisperx.transcript import Transcript
 
 NAME = "translate"
 INPUTS = ("separate", "clean")
+WORKER_ENGINES = ("whisper", "nllb")  # native code: in a worker process, like ASR
 
 
 def transcript_path(job: Job, language: str) -> Path:
@@ -49,6 +51,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     return {"targets": s.targets, "backend": s.translation_backend,
             "asr_model": asr.model_name(ctx),
             "llm": [s.llm_base_url, s.llm_model, s.llm_context_chars],
+            "model": s.translation_model,
             "glossary": fsutil.sha256_file(glossary) if glossary and glossary.is_file() else None,
             "stem": ctx.media.stem}
 
@@ -101,7 +104,11 @@ def _translate(ctx: StageContext, engine: str, units: Sequence[translation.Sente
     """(engine, model, one translation per sentence ("" where the engine gave none), how many
     the engine was asked for). Only translations are cached: a rerun asks again for the rest."""
     s = ctx.settings
-    model = {"whisper": asr.model_name(ctx), "llm": s.llm_model or s.llm_base_url}[engine]
+    model = {"whisper": asr.model_name(ctx), "llm": s.llm_model or s.llm_base_url,
+             "nllb": s.translation_model}[engine]
+    if engine == "nllb" and not model:
+        raise CpwError("TRANSLATION_BACKEND=nllb needs TRANSLATION_MODEL: a CTranslate2 NLLB "
+                       "folder or a Hugging Face repo id")
     glossary = _glossary(ctx, target)
     store = cache()
     # A glossary changes what a sentence becomes: it is part of the model's identity.
@@ -112,9 +119,10 @@ def _translate(ctx: StageContext, engine: str, units: Sequence[translation.Sente
     missing = [i for i, k in enumerate(keys) if k not in found]
     ctx.log.info("%s → %s with %s %s: %d of %d sentences cached", source, target, engine, model,
                  len(units) - len(missing), len(units))
-    if missing and engine == "whisper":
-        texts = _whisper(ctx, [units[i] for i in missing], language=source, progress=progress)
-        store.put({keys[i]: text for i, text in zip(missing, texts, strict=True) if text})
+    if missing and engine in WORKER_ENGINES:
+        _in_worker(ctx, engine, model, [units[i] for i in missing],
+                   [keys[i] for i in missing], source=source, target=target,
+                   progress=progress)
     elif missing:
         with _llm(ctx, glossary) as translator:
             size = translator.batch_size
@@ -154,32 +162,60 @@ def _llm(ctx: StageContext, glossary: dict[str, str]) -> Iterator[Any]:
                        "server) or LLM_MODEL set to a local .gguf file")
 
 
-def _whisper(ctx: StageContext, units: Sequence[translation.Sentence], *, language: str,
-             progress: Callable[[float], None]) -> list[str]:
-    ref = models.resolve(asr.model_name(ctx))
-    out = ctx.dir(NAME) / "whisper.json"
-    task = {"audio": str(separate.audio_path(ctx.job)), "model": ref.name,
-            "model_path": str(ref.path), "model_source": ref.source, "language": language,
-            "beam_size": ctx.settings.beam_size,
-            "spans": [(u.start, u.end) for u in units]}
+def _in_worker(ctx: StageContext, engine: str, model: str,
+               units: Sequence[translation.Sentence], keys: Sequence[str], *, source: str,
+               target: str, progress: Callable[[float], None]) -> None:
+    """Whisper or NLLB (native code) in a worker process, retried with the fallback
+    configuration; the worker puts each translation into the cache as it finishes."""
+    if engine == "whisper":
+        ref = models.resolve(model)
+        where = {"model": ref.name, "model_path": str(ref.path), "model_source": ref.source}
+    else:
+        path = nllb.resolve(model, offline=models.offline())
+        where = {"model": model, "model_path": str(path), "model_source": "nllb"}
+    task = {"engine": engine, **where, "audio": str(separate.audio_path(ctx.job)),
+            "source": source, "target": target, "beam_size": ctx.settings.beam_size,
+            "spans": [(u.start, u.end) for u in units], "texts": [u.text for u in units],
+            "keys": list(keys), "cache": str(cache().path)}
     chain = [ctx.resolved]
     if (retry := hardware.fallback(ctx.resolved)) is not None:
         chain.append(retry)
-    attempts = [(f"{r.backend} {r.device}/{r.compute_type}", {**task, "resolved": asdict(r)})
+    attempts = [(f"{engine} {r.device}/{r.compute_type}", {**task, "resolved": asdict(r)})
                 for r in chain]
     timeout = 600 + 5 * sum(u.end - u.start for u in units)
-    used, warnings = isolation.run_chain(NAME, attempts, result=out, timeout=timeout,
-                                         log_file=ctx.job.log_file(NAME), on_progress=progress)
+    used, warnings = isolation.run_chain(NAME, attempts, result=ctx.dir(NAME) / f"{engine}.json",
+                                         timeout=timeout, log_file=ctx.job.log_file(NAME),
+                                         on_progress=progress)
     if used is None:
-        raise CpwError(f"Whisper translation failed and no fallback is left "
+        raise CpwError(f"{engine} translation failed and no fallback is left "
                        f"({'; '.join(warnings)}); details in {ctx.job.log_file(NAME)}")
-    return fsutil.read_json(out)["texts"]
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
-    """In the worker: Whisper's translate task on the sentences' audio, packed into windows of
-    at most 30 s; each translated segment goes to the sentence holding its middle."""
+    """In the worker: translate, putting what is done into the cache as it is done."""
     resolved = hardware.Resolved(**task["resolved"])
+    store = translation.Cache(Path(task["cache"]))
+    if task["engine"] == "nllb":
+        translator = nllb.NllbTranslator(model=Path(task["model_path"]),
+                                         device=resolved.device,
+                                         compute_type=resolved.compute_type,
+                                         cpu_threads=resolved.cpu_threads)
+        texts, keys, size = task["texts"], task["keys"], translator.batch_size
+        for done in range(0, len(texts), size):
+            out = translator.translate(texts[done:done + size], source=task["source"],
+                                       target=task["target"], context="")
+            store.put({k: t for k, t in zip(keys[done:done + size], out, strict=True) if t})
+            progress(min(1.0, (done + size) / len(texts)))
+        return {"sentences": len(texts)}
+    texts = _whisper(task, resolved, progress)
+    store.put({k: t for k, t in zip(task["keys"], texts, strict=True) if t})
+    return {"sentences": len(texts)}
+
+
+def _whisper(task: dict[str, Any], resolved: hardware.Resolved,
+             progress: Callable[[float], None]) -> list[str]:
+    """Whisper's translate task on the sentences' audio, packed into windows of at most 30 s;
+    each translated segment goes to the sentence holding its middle."""
     ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
                           source=task["model_source"])
     engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"])
@@ -191,13 +227,13 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     windows = asr_engines.speech_windows(spans)
     with media.WavReader(Path(task["audio"])) as audio:
         for n, window in enumerate(windows):
-            for segment in engine.translate(window.read(audio), language=task["language"]):
+            for segment in engine.translate(window.read(audio), language=task["source"]):
                 placed = window.place(segment)
                 middle = (placed.start + placed.end) / 2
                 nearest = min(range(len(spans)), key=lambda i: _distance(spans[i], middle))
                 parts[nearest].append(segment.text)
             progress((n + 1) / len(windows))
-    return {"texts": [" ".join(p) for p in parts]}
+    return [" ".join(p) for p in parts]
 
 
 def _distance(span: tuple[float, float], t: float) -> float:

@@ -5,7 +5,6 @@ torch and transformers come from the ``torch`` extra and are imported only when 
 built. The Viterbi search is our own (numpy): torchaudio's forced_align has no CPU build here.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
 from cpwhisperx.errors import CpwError, ModelNotFound
 from cpwhisperx.media import SAMPLE_RATE, WavReader
+from cpwhisperx.models import offline
 
 # WhisperX's defaults, as Hugging Face checkpoints (it takes en/fr/de/es/it from torchaudio;
 # these are the same fine-tuned weights: the "-ft-" VoxPopuli repos carry the CTC head).
@@ -37,10 +37,6 @@ DEFAULT_MODELS = {
 }
 PAD_S = 0.15  # ASR segment bounds are loose; a word cut at the edge would be squeezed to fit
 MIN_SAMPLES = 400  # the conv feature encoder's receptive field (25 ms): less gives no frame
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def _load_error(name: str, part: str, exc: Exception, offline: bool) -> ModelNotFound:
@@ -73,7 +69,7 @@ class Wav2Vec2Aligner:
             raise ModelNotFound(f"no default wav2vec2 alignment model for language {language!r}: "
                                 "give a wav2vec2 CTC model fine-tuned on it (Hugging Face id or "
                                 "local folder)")
-        local = _offline()  # transformers reads HF_HUB_OFFLINE too; this makes it explicit
+        local = offline()  # transformers reads HF_HUB_OFFLINE too; this makes it explicit
         # The model first: its errors are the clearest (not cached, no weights in the folder).
         # Tokenizer and feature extractor separately, not Wav2Vec2Processor: repos that ship a
         # processor with a language model (pyctcdecode) still have both parts.
