@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,15 @@ def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
+
+
+def ffprobe_streams(path: Path) -> tuple[list[dict], float]:
+    """A media file's streams and its duration, as ffprobe sees them."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
+                          "-show_format", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    data = json.loads(out)
+    return data["streams"], float(data["format"]["duration"])
 
 
 def job_root(out: Path, job_id: str) -> Path:

@@ -2,14 +2,13 @@
 workflow with its muxed video."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import cli, clip, error_line, job_of, job_root
+from conftest import cli, clip, error_line, ffprobe_streams, job_of, job_root
 from cpwhisperx import evaluation, media, subtitles
 from cpwhisperx.transcript import Segment, Word
 
@@ -112,14 +111,6 @@ def test_subtitles_of_english_clips_conform(tmp_path: Path, item) -> None:
     assert f"subtitles en: {report['all_rules']:.1%} of {report['events']} events" in status.stdout
 
 
-def _streams(path: Path) -> tuple[list[dict], float]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
-                          "-show_format", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    data = json.loads(out)
-    return data["streams"], float(data["format"]["duration"])
-
-
 @pytest.mark.parametrize("name,container,codec", [("media_film_mp4", "mp4", "mov_text"),
                                                   ("media_en_hi_mkv", "mkv", "subrip")])
 def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, codec) -> None:
@@ -128,8 +119,8 @@ def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, co
     assert proc.returncode == 0, proc.stderr
     outputs = job_root(tmp_path, job_of(proc)) / "outputs"
     assert (outputs / f"{name}.en.srt").is_file() and (outputs / f"{name}.en.vtt").is_file()
-    before, before_duration = _streams(source)
-    after, after_duration = _streams(outputs / f"{name}.subtitled.{container}")
+    before, before_duration = ffprobe_streams(source)
+    after, after_duration = ffprobe_streams(outputs / f"{name}.subtitled.{container}")
     kept = [(s["codec_type"], s["codec_name"]) for s in after if s["codec_type"] != "subtitle"]
     assert kept == [(s["codec_type"], s["codec_name"]) for s in before]  # copied, not re-encoded
     assert abs(after_duration - before_duration) <= 0.1

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_times_valid, cli, clip, job_of, job_root
+from conftest import assert_times_valid, cli, clip, ffprobe_streams, job_of, job_root
 from cpwhisperx import scripts, translation
 from cpwhisperx.engines.translate import llama_server, llm
 from cpwhisperx.transcript import Transcript
@@ -46,19 +46,11 @@ def test_llm_engine_talks_to_a_real_llama_server(server: str) -> None:
                               and len(text) <= 3 * len(source) + 20)
 
 
-def _probe(path: Path) -> tuple[list[dict], float]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams",
-                          "-show_format", str(path)], capture_output=True, text=True,
-                         check=True).stdout
-    data = json.loads(out)
-    return data["streams"], float(data["format"]["duration"])
-
-
 def _gray_frame(path: Path, at: float) -> np.ndarray:
     raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{at:.3f}", "-i", str(path),
                           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
                          capture_output=True, check=True).stdout
-    streams, _ = _probe(path)
+    streams, _ = ffprobe_streams(path)
     video = next(s for s in streams if s["codec_type"] == "video")
     return np.frombuffer(raw, np.uint8).reshape(video["height"], video["width"]).astype(float)
 
@@ -77,8 +69,8 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
             assert (outputs / f"{FILM}.{language}.{ext}").stat().st_size > 0
     assert (outputs / f"{FILM}.hi.srt").read_text(encoding="utf-8").startswith("1\n")
 
-    before, duration = _probe(source)
-    after, muxed_duration = _probe(outputs / f"{FILM}.subtitled.mp4")
+    before, duration = ffprobe_streams(source)
+    after, muxed_duration = ffprobe_streams(outputs / f"{FILM}.subtitled.mp4")
     kept = [(s["codec_type"], s["codec_name"]) for s in after if s["codec_type"] != "subtitle"]
     assert kept == [(s["codec_type"], s["codec_name"]) for s in before]
     assert abs(muxed_duration - duration) <= 0.1
@@ -101,7 +93,7 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
 
     # Burn-in: a second file, the Hindi drawn into the re-encoded picture, the audio copied.
     burned = outputs / f"{FILM}.hi.burned.mp4"
-    streams, burned_duration = _probe(burned)
+    streams, burned_duration = ffprobe_streams(burned)
     assert [(s["codec_type"], s["codec_name"]) for s in streams] == [("video", "h264"),
                                                                      ("audio", "aac")]
     assert abs(burned_duration - duration) <= 0.1

@@ -200,9 +200,9 @@ def _timing(words: _Words, i: int, j: int, chars: int, style: Style) -> tuple[fl
 
 def events(segments: Sequence[Segment], *, language: str, style: Style) -> list[Event]:
     """Subtitle events for a transcript's words (segments without words are spread evenly)."""
-    from cpwhisperx.engines.align import interpolate
+    from cpwhisperx.engines.align import spoken_words
 
-    spoken = [[w for w in (s.words or interpolate(s).words) if w.text.strip()] for s in segments]
+    spoken = [spoken_words(s) for s in segments]
     ends = frozenset(itertools.accumulate(len(ws) for ws in spoken if ws)) - {0}
     words = _Words([w for ws in spoken for w in ws], language,
                    segment_ends=frozenset(e - 1 for e in ends))

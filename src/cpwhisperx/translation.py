@@ -39,15 +39,13 @@ class Sentence:
 def sentences(transcript: Transcript) -> list[Sentence]:
     """The transcript's words grouped into sentences: each ends at sentence-final
     punctuation, or at the end of a segment followed by a pause or after a long run."""
-    from cpwhisperx.engines.align import interpolate
+    from cpwhisperx.engines.align import spoken_words
 
     out: list[Sentence] = []
     words: list[Word] = []
     segments = [s for s in transcript.segments if s.text.strip()]
     for index, segment in enumerate(segments):
-        for word in (segment.words or interpolate(segment).words):
-            if not word.text.strip():
-                continue
+        for word in spoken_words(segment):
             words.append(word)
             if word.text.rstrip().endswith(SENTENCE_END):
                 out.append(_sentence(words, transcript.language))

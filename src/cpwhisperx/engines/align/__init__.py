@@ -50,6 +50,11 @@ def interpolate(segment: Segment) -> Segment:
     return replace(segment, words=words)
 
 
+def spoken_words(segment: Segment) -> list[Word]:
+    """The segment's non-empty words, spread over its span where it has no word times."""
+    return [w for w in (segment.words or interpolate(segment).words) if w.text.strip()]
+
+
 def fill_gaps(times: list[tuple[float, float] | None], words: list[str], start: float,
           end: float) -> list[tuple[float, float]]:
     """Spread each run of unaligned words over the gap between its aligned neighbours."""
