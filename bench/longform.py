@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from cpwhisperx import evaluation
-from cpwhisperx.engines.asr import speech_windows
+from cpwhisperx.engines.asr import lanes
 
 
 def _tree_rss_mb(root: int) -> float:
@@ -56,7 +56,7 @@ def _journaled(root: Path, chunks: dict[str, int], batch: int) -> tuple[int, int
         if not speech.is_file():
             return 0, 0
         regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
-        chunks["total"] = math.ceil(len(speech_windows(regions)) / batch)
+        chunks["total"] = math.ceil(len(lanes(regions, batch_size=batch)) / batch)
     done = max(0, len(journal.read_text().splitlines()) - 1) if journal.is_file() else 0
     return done, chunks["total"]
 

@@ -44,7 +44,7 @@ def test_whisperx_is_an_alias_of_faster_whisper() -> None:
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
     ("WHISPER_DEVICE", "gpu", "allowed values: 'auto', 'cpu' or 'cuda'"),
-    ("BEAM_SIZE", "0", "greater than or equal to 1"),
+    ("BEAM_SIZE", "-1", "greater than or equal to 0"),
     ("SOURCE_LANGUAGE", "klingon", "Whisper language code"),
     ("AUDIO_STREAM", "x1", "3-letter language tag"),
 ])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import REPO, assert_times_valid, cli, clip, job_root
 from cpwhisperx import evaluation, media
 from cpwhisperx.engines import vad as vad_engines
-from cpwhisperx.engines.asr import WINDOW_S, Window, speech_windows
+from cpwhisperx.engines.asr import LANE_S, MIN_LANE_S, WINDOW_S, Window, lanes, speech_windows
 from cpwhisperx.journal import Journal
 from cpwhisperx.transcript import Segment, Word
 
@@ -51,21 +51,43 @@ def _cumulate(gaps: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-@given(regions_strategy)
-def test_windows_hold_all_speech_in_order_and_at_most_30_s(regions) -> None:
-    windows = speech_windows(regions)
-    joined = [r for w in windows for r in w.regions]
-    # The pieces put back together are the regions, in order, nothing lost or repeated.
+def _rebuilt(windows: list[Window]) -> list[tuple[float, float]]:
+    """The windows' pieces put back together."""
     rebuilt: list[tuple[float, float]] = []
-    for start, end in joined:
+    for start, end in (r for w in windows for r in w.regions):
         if rebuilt and abs(rebuilt[-1][1] - start) < 1e-9:
             rebuilt[-1] = (rebuilt[-1][0], end)
         else:
             rebuilt.append((start, end))
-    assert len(rebuilt) == len(regions)
-    assert np.allclose(np.array(rebuilt).reshape(-1), np.array(regions).reshape(-1))
-    for window in windows:
-        assert window.regions and sum(e - s for s, e in window.regions) <= WINDOW_S + 1e-6
+    return rebuilt
+
+
+def _speech(window: Window) -> float:
+    return sum(e - s for s, e in window.regions)
+
+
+@given(regions_strategy)
+def test_windows_hold_all_speech_in_order_and_at_most_30_s(regions) -> None:
+    windows = speech_windows(regions)
+    # The pieces put back together are the regions, in order, nothing lost or repeated.
+    assert np.allclose(np.array(_rebuilt(windows)).reshape(-1, 2), np.array(regions).reshape(-1, 2))
+    assert all(window.regions and _speech(window) <= WINDOW_S + 1e-6 for window in windows)
+
+
+@given(regions_strategy, st.integers(1, 16))
+def test_lanes_hold_all_speech_in_order_in_full_batches_of_even_lanes(regions, batch) -> None:
+    split = lanes(regions, batch_size=batch)
+    assert np.allclose(np.array(_rebuilt(split)).reshape(-1, 2), np.array(regions).reshape(-1, 2))
+    total = sum(e - s for s, e in regions)
+    if total < 2 * MIN_LANE_S:
+        assert len(split) == 1
+        return
+    each = total / len(split)
+    # Full batches of lanes of at most LANE_S, unless that would make lanes under MIN_LANE_S.
+    assert each >= MIN_LANE_S
+    assert (len(split) % batch == 0 and each <= LANE_S) or len(split) == total // MIN_LANE_S
+    # A lane differs from an even share by at most one piece (a region, cut at 30 s).
+    assert all(window.regions and abs(_speech(window) - each) <= WINDOW_S for window in split)
 
 
 def test_window_places_times_on_the_media_timeline() -> None:
@@ -105,6 +127,13 @@ def test_vad_in_blocks_joins_speech_across_block_boundaries(tmp_path: Path) -> N
         one = vad_engines.detect_blocks(silero, audio, on_progress=lambda _f: None)
         blocks = vad_engines.detect_blocks(silero, audio, block_s=9.0,
                                            on_progress=lambda _f: None)
+        # Three blocks at a time, in threads: the same regions as one at a time.
+        threaded = vad_engines.detect_blocks(silero, audio, block_s=9.0, workers=3,
+                                             on_progress=lambda _f: None)
+        assert threaded == blocks
+        # A file under MIN_BLOCK_S is one block whatever the workers.
+        assert vad_engines.detect_blocks(silero, audio, workers=2,
+                                         on_progress=lambda _f: None) == one
     for regions in (one, blocks):
         assert regions == sorted(regions)
         assert all(s < e <= t for (s, e), (t, _) in zip(regions, [*regions[1:], (1e9, 0)],
@@ -136,7 +165,7 @@ def _entries(journal: Path) -> list[dict]:
 
 def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> None:
     long_file, reference, duration = evaluation.long_form(3, tmp_path)
-    batch = 2  # windows per chunk: batched decoding, and chunks enough to kill half way
+    batch = 1  # lanes per chunk: two lanes of 3 minutes, so two chunks to kill between
     job_id = cli(tmp_path / "out", "prepare", "--media", str(long_file), "-s", "en",
                  "--batch-size", str(batch)).stdout.strip()
     root = job_root(tmp_path / "out", job_id)
@@ -150,7 +179,7 @@ def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> No
         speech = root / "03_vad" / "speech.json"
         if total is None and speech.is_file():
             regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
-            total = math.ceil(len(speech_windows(regions)) / batch)
+            total = math.ceil(len(lanes(regions, batch_size=batch)) / batch)
         if total and len(_entries(journal)) >= total / 2:
             break
         time.sleep(0.05)
@@ -171,9 +200,12 @@ def test_kill_at_half_resumes_from_the_last_finished_chunk(tmp_path: Path) -> No
     assert evaluation.wer(reference, transcript["text"], "en") <= 0.10
 
 
-def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path) -> None:
-    """The same windows decoded one by one and 8 at a time: the same words (a few may be heard
-    differently), word times inside each window and in order."""
+@pytest.mark.parametrize("split", ["windows", "lanes"])
+def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path,
+                                                                  split: str) -> None:
+    """The same windows (30 s) or lanes (longer, decoded step by step) decoded one by one and
+    all together: the same words (a few may be heard differently), word times inside each
+    window and in order."""
     from cpwhisperx import models
     from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 
@@ -185,14 +217,16 @@ def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path
     with media.WavReader(wav) as audio:
         regions = vad_engines.detect_blocks(vad_engines.create(settings), audio,
                                             on_progress=lambda _: None)
-        windows = speech_windows(regions)
+        windows = speech_windows(regions) if split == "windows" else lanes(regions, batch_size=8)
         audios = [window.read(audio) for window in windows]
+    # Lanes longer than a window: decoded in steps, each going on where the last one stopped.
+    assert len(audios) > 1 and (split == "windows"
+                                or min(map(len, audios)) > WINDOW_S * media.SAMPLE_RATE)
     engine = FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
                                  compute_type="int8", cpu_threads=2, beam_size=5, batch_size=8)
     one_by_one = [engine.transcribe(a, language="en", word_timestamps=True) for a in audios]
-    batched = [s for i in range(0, len(audios), 8)
-               for s in engine.decode(audios[i:i + 8], language="en", word_timestamps=True)]
-    assert len(batched) == len(audios) > 8
+    batched = engine.decode(audios, language="en", word_timestamps=True)
+    assert len(batched) == len(audios)
 
     def text(decoded: list[list[Segment]]) -> str:
         return " ".join(seg.text for segs in decoded for seg in segs)

@@ -37,7 +37,7 @@ class Settings(BaseModel):
     whisper_model: str = "auto"
     whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
     whisper_compute_type: Literal[COMPUTE_TYPES] = "auto"  # type: ignore[valid-type]
-    beam_size: int = Field(5, ge=1, le=20)
+    beam_size: int = Field(0, ge=0, le=20)  # 0: asr_engines.beam_size
     batch_size: int = Field(0, ge=0, le=256)  # 0 = auto
     cpu_threads: int = Field(0, ge=0, le=1024)
     asr_timeout_s: float = Field(0.0, ge=0.0)

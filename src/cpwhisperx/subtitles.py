@@ -142,7 +142,7 @@ class _Words:
     def bad_joint(self, k: int) -> str | None:
         """Why a break between word k-1 and word k is not allowed, if it is not."""
         before, after = self.texts[k - 1], self.texts[k]
-        if before.endswith((",", ";", ":", "-", "—", *SENTENCE_END)) or k - 1 in self.segment_ends:
+        if before.endswith((",", ";", ":", "-", "—", *SENTENCE_END)):
             return None
         if _key(before) in self.no_after:
             return f"after {before!r}"
@@ -157,10 +157,10 @@ class _Words:
         before, after = self.texts[k - 1], self.texts[k]
         if before.endswith(SENTENCE_END):
             return 0.0
-        if before.endswith((",", ";", ":", "-", "—")) or k - 1 in self.segment_ends:
-            return 0.5  # Whisper ends a segment where a sentence ends, punctuated or not
-        if self.bad_joint(k):
+        if self.bad_joint(k):  # even where a segment ends: Whisper also ends some mid-phrase
             return 8.0
+        if before.endswith((",", ";", ":", "-", "—")) or k - 1 in self.segment_ends:
+            return 0.5  # Whisper mostly ends a segment where a sentence ends, punctuated or not
         return 1.0 if _key(after) in self.good_before else 2.5
 
 

@@ -1,9 +1,10 @@
 """Stage 04: audio + speech regions → ``transcript.json`` (with Whisper's word times).
 
 The engine runs in a worker process (``work``), retried once with the fallback configuration
-if it crashes or hangs. Speech is decoded in chunks of windows of at most 30 s, read from disk
-as needed; ``chunks.jsonl`` keeps every finished chunk, so a crash or a kill at hour 1:50 of a
-film loses at most the chunk in progress, for the retry and for the next ``run`` alike.
+if it crashes or hangs. Speech is decoded in chunks of ``BATCH_SIZE`` lanes (``lanes``), read
+from disk as needed; ``chunks.jsonl`` keeps every finished chunk, so a crash or a kill at hour
+1:50 of a film loses at most the chunk in progress, for the retry and for the next ``run``
+alike.
 Indic languages come out in their own script (``HINDI_SCRIPT``, see ``_in_native_script``).
 """
 
@@ -44,8 +45,10 @@ def model_name(ctx: StageContext) -> str:
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     s, r = ctx.settings, ctx.resolved
     return {"model": model_name(ctx), "language": s.source_language, "backend": r.backend,
-            "device": r.device, "compute_type": r.compute_type, "beam_size": s.beam_size,
-            "batch_size": r.batch_size, "words": s.alignment_backend != "none",
+            "device": r.device, "compute_type": r.compute_type,
+            "beam_size": asr_engines.beam_size(s.beam_size, s.source_language),
+            "batch_size": r.batch_size, "lane_s": asr_engines.LANE_S,
+            "words": s.alignment_backend != "none",
             # English is never redone for a change of HINDI_SCRIPT.
             "script": None if s.source_language == "en" else s.hindi_script}
 
@@ -58,8 +61,8 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                           source=task["model_source"])
     engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"])
     asr_engines.check_language(task["language"], multilingual=engine.multilingual)
-    windows = asr_engines.speech_windows([tuple(r) for r in task["regions"]])
     size = resolved.batch_size
+    windows = asr_engines.lanes([tuple(r) for r in task["regions"]], batch_size=size)
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
     journal = Journal(Path(task["journal"]), key=task["journal_key"])
     entries = journal.load()
@@ -155,7 +158,7 @@ def run(ctx: StageContext) -> StageResult:
     ctx.log.info("model %s from %s: %s", ref.name, ref.source, ref.path)
     task = {"audio": str(separate.audio_path(ctx.job)), "regions": regions, "model": ref.name,
             "model_source": ref.source, "language": language,
-            "beam_size": ctx.settings.beam_size,
+            "beam_size": asr_engines.beam_size(ctx.settings.beam_size, language or "auto"),
             "word_timestamps": ctx.settings.alignment_backend != "none",
             "native_script": ctx.settings.hindi_script == "devanagari",
             "journal": str(journal_path(ctx.job)), "journal_key": ctx.fingerprint}

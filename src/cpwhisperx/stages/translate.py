@@ -174,7 +174,8 @@ def _in_worker(ctx: StageContext, engine: str, model: str,
         path = nllb.resolve(model, offline=models.offline())
         where = {"model": model, "model_path": str(path), "model_source": "nllb"}
     task = {"engine": engine, **where, "audio": str(separate.audio_path(ctx.job)),
-            "source": source, "target": target, "beam_size": ctx.settings.beam_size,
+            "source": source, "target": target,
+            "beam_size": asr_engines.beam_size(ctx.settings.beam_size, source),
             "spans": [(u.start, u.end) for u in units], "texts": [u.text for u in units],
             "keys": list(keys), "cache": str(cache().path)}
     chain = [ctx.resolved]

@@ -29,7 +29,8 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 def run(ctx: StageContext) -> StageResult:
     engine = vad_engines.create(ctx.settings)
     with media.WavReader(separate.audio_path(ctx.job)) as audio:
-        regions = vad_engines.detect_blocks(engine, audio, on_progress=ctx.progress)
+        regions = vad_engines.detect_blocks(engine, audio, workers=ctx.resolved.cpu_threads,
+                                            on_progress=ctx.progress)
         duration = audio.duration
     speech = sum(end - start for start, end in regions)
     fsutil.write_json(speech_path(ctx.job), {

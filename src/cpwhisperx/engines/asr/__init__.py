@@ -1,6 +1,7 @@
-"""ASR engines decode windows of speech (at most 30 s each) into segments with window-local
-times; ``Window`` maps those back onto the media's timeline."""
+"""ASR engines decode windows of speech into segments with window-local times; ``Window`` maps
+those back onto the media's timeline."""
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -14,6 +15,10 @@ from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment
 
 WINDOW_S = 30.0  # Whisper's input length
+# Speech per lane: a lane is decoded as the sequential decoder decodes a file, 30 s at a time,
+# each step going on from where the last one stopped.
+LANE_S = 120.0
+MIN_LANE_S = 60.0
 
 
 class AsrEngine(Protocol):
@@ -48,6 +53,14 @@ def create(resolved: Resolved, *, model: ModelRef, beam_size: int) -> AsrEngine:
     raise ValueError(f"unknown ASR backend {resolved.backend!r}")
 
 
+def beam_size(setting: int, language: str) -> int:
+    """``BEAM_SIZE``; 0 (auto) is greedy for English and a 5-beam search otherwise. Measured
+    with tiny.en: greedy decoding has WER 2.3% against 2.4% on a 10-minute English file (2.4%
+    against 2.1% on the eight English eval clips, one word) in 3/4 of the time; with base on
+    Hindi the 5-beam search is clearly more accurate (CER 26% and 34% against 35% and 35%)."""
+    return setting or (1 if language == "en" else 5)
+
+
 def check_language(language: str | None, *, multilingual: bool) -> None:
     if language not in (None, "en") and not multilingual:
         raise CpwError(f"the model is English-only but the language is {language!r}: "
@@ -56,8 +69,7 @@ def check_language(language: str | None, *, multilingual: bool) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """Speech regions decoded together, joined end to end without the silence between them
-    (at most ``WINDOW_S`` of audio)."""
+    """Speech regions decoded together, joined end to end without the silence between them."""
 
     regions: tuple[tuple[float, float], ...]
 
@@ -86,17 +98,10 @@ class Window:
 
 
 def speech_windows(regions: list[tuple[float, float]]) -> list[Window]:
-    """Regions packed in order into windows of at most 30 s of speech; a longer region (only
-    with ``VAD_BACKEND=none``, or speech running across a VAD block) is cut every 30 s."""
-    pieces: list[tuple[float, float]] = []
-    for start, end in regions:
-        while end - start > WINDOW_S:
-            pieces.append((start, start + WINDOW_S))
-            start += WINDOW_S
-        pieces.append((start, end))
+    """Regions packed in order into windows of at most 30 s of speech."""
     windows: list[list[tuple[float, float]]] = []
     used = WINDOW_S
-    for start, end in pieces:
+    for start, end in _pieces(regions):
         if used + end - start > WINDOW_S:
             windows.append([])
             used = 0.0
@@ -104,3 +109,35 @@ def speech_windows(regions: list[tuple[float, float]]) -> list[Window]:
         used += end - start
     return [Window(tuple(w)) for w in windows]
 
+
+def lanes(regions: list[tuple[float, float]], *, batch_size: int) -> list[Window]:
+    """Regions split in order into lanes of about equal speech, each decoded as one long window.
+
+    Whisper often stops a few seconds before the end of a 30-s window; in a lane the next step
+    starts there, where a 30-s window would spend a whole encoding on those seconds (a third of
+    the encodings of a 10-minute file). Lanes hold about ``LANE_S``, a multiple of
+    ``batch_size`` of them so that batches are full, and at least ``MIN_LANE_S`` each (a short
+    file gets fewer lanes, not short ones)."""
+    pieces = _pieces(regions)
+    total = sum(end - start for start, end in pieces)
+    count = math.ceil(total / LANE_S / batch_size) * batch_size
+    count = max(1, min(count, int(total // MIN_LANE_S)))
+    each = total / count
+    out: list[list[tuple[float, float]]] = [[] for _ in range(count)]
+    done = 0.0
+    for start, end in pieces:  # by where its middle falls: lanes differ by < one piece
+        out[min(count - 1, int((done + (end - start) / 2) // each))].append((start, end))
+        done += end - start
+    return [Window(tuple(lane)) for lane in out]
+
+
+def _pieces(regions: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Regions cut every 30 s: a longer one only comes with ``VAD_BACKEND=none`` or speech
+    running across a VAD block."""
+    pieces = []
+    for start, end in regions:
+        while end - start > WINDOW_S:
+            pieces.append((start, start + WINDOW_S))
+            start += WINDOW_S
+        pieces.append((start, end))
+    return pieces

@@ -2,15 +2,13 @@
 
 faster-whisper's ``BatchedInferencePipeline`` decodes each chunk once without timestamps, so a
 small model that stops early loses the rest of the chunk (tiny.en dropped ~8% of the words).
-Here the windows of a chunk are encoded and beam-searched together *with* timestamps, and each
-window then goes on as the sequential decoder would: what is left after the last word of an
-unfinished window is decoded in the next round, prompted with the window's text so far; a
-decoding failing the sequential decoder's quality checks (compression ratio, log-probability)
-is handed to it for its temperature fallback; word times come from one batched cross-attention
-alignment per round, not a second decoding pass.
-
-Leftovers are not joined into one input: tiny.en's word times are too loose at such a joint to
-tell which window a word belongs to (measured: words moved between windows).
+Here the windows (lanes, see ``asr_engines.lanes``: speech longer than 30 s) are decoded in
+steps, the steps of all windows encoded and beam-searched together *with* timestamps, and each
+window goes on as the sequential decoder goes on through a file: the next step starts after
+the last word of this one (after 30 s where its last segment ended cleanly), prompted with the
+window's text so far; a decoding failing the sequential decoder's quality checks (compression
+ratio, log-probability) hands the rest of its window to it for its temperature fallback; word
+times come from one batched cross-attention alignment per step, not a second decoding pass.
 """
 
 import inspect
@@ -73,13 +71,14 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             max_length=model.max_length, suppress_blank=True, suppress_tokens=suppress,
             return_scores=True, return_no_speech_prob=True,
             max_initial_timestamp_index=round(1.0 / model.time_precision))
-        kept, unfinished = [], []
+        kept, going = [], []
         for piece, size, result in zip(pieces, sizes, results, strict=True):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             compression = get_compression_ratio(tokenizer.decode(tokens).strip())
             if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
                 kept.append([])  # silence, skipped as the sequential decoder skips it
+                going.append((piece, [], piece.seek + size, True))
             elif compression > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
                 log.debug("window %d from frame %d to the fallback: compression %.2f, "
                           "log-probability %.2f", piece.window, piece.seek, compression,
@@ -93,20 +92,19 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                 for part in parts:
                     part.update(avg_logprob=avg_logprob, no_speech_prob=result.no_speech_prob)
                 kept.append(parts)
-                if not single_ending:
-                    unfinished.append((piece, parts, seek))
+                going.append((piece, parts, seek, single_ending))
         if word_timestamps:
-            # One alignment for the whole batch; a window without text gets an empty stand-in.
+            # One alignment for the whole step; a window without text gets an empty stand-in.
             stand_in = [{"seek": 0, "start": 0.0, "end": 0.0, "tokens": []}]
             model.add_word_timestamps([parts or stand_in for parts in kept], tokenizer, encoded,
                                       sizes, *_PUNCTUATION, 0.0)
         for piece, parts in zip(pieces, kept, strict=True):
             found[piece.window] += _segments(parts, tokenizer)
         pieces = []
-        for piece, parts, seek in unfinished:
+        for piece, parts, seek, single_ending in going:
             ends = [w["end"] for part in parts for w in part.get("words", ())]
-            if ends and ends[-1] > piece.seek * per_frame:  # as the sequential decoder does
-                seek = round(ends[-1] * model.frames_per_second)
+            if not single_ending and ends and ends[-1] > piece.seek * per_frame:
+                seek = round(ends[-1] * model.frames_per_second)  # as the sequential decoder does
             if seek < frames[piece.window]:
                 done = [t for part in parts for t in part["tokens"]]  # timestamps too
                 pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))

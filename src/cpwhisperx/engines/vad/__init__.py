@@ -1,6 +1,8 @@
 """Voice activity detection engines: ``detect(audio) -> [(start_s, end_s), ...]``."""
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -9,6 +11,7 @@ from cpwhisperx.config import Settings
 from cpwhisperx.media import SAMPLE_RATE, WavReader
 
 BLOCK_S = 600.0  # audio read and scanned at a time: memory stays flat whatever the length
+MIN_BLOCK_S = 120.0  # shorter files are scanned whole: a cut can move a region's edges a little
 MAX_REGION_S = 30.0  # Whisper's window: longer speech is split at its quietest point
 
 
@@ -38,17 +41,32 @@ def create(settings: Settings) -> VadEngine:
 
 
 def detect_blocks(engine: VadEngine, audio: WavReader, *, block_s: float = BLOCK_S,
-                  on_progress: Callable[[float], None]) -> list[tuple[float, float]]:
-    """Speech regions of the whole file, scanned a block at a time. Speech running across a
-    block boundary comes back as two regions touching it; they are joined again."""
+                  workers: int = 1, on_progress: Callable[[float], None]
+                  ) -> list[tuple[float, float]]:
+    """Speech regions of the whole file, scanned a block at a time, ``workers`` blocks at once
+    (the model runs without the GIL; a file shorter than ``workers`` blocks is cut into that
+    many, none under ``MIN_BLOCK_S``). Speech running across a block boundary comes back as two
+    regions touching it; they are joined again."""
     regions: list[tuple[float, float]] = []
-    step = int(block_s * SAMPLE_RATE)
-    for lo in range(0, len(audio), step):
+    even = max(-(-len(audio) // max(1, workers)), int(MIN_BLOCK_S * SAMPLE_RATE))
+    step = max(1, min(int(block_s * SAMPLE_RATE), even))
+
+    def join(lo: int, found: list[tuple[float, float]]) -> None:
         offset = lo / SAMPLE_RATE
-        for start, end in engine.detect(audio[lo:lo + step]):
+        for start, end in found:
             start, end = round(offset + start, 3), round(offset + end, 3)
             if regions and lo and regions[-1][1] >= offset - 0.001 and start <= offset + 0.001:
                 start = regions.pop()[0]
             regions.append((start, end))
         on_progress(min(1.0, (lo + step) / max(len(audio), 1)))
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: deque = deque()
+        for lo in range(0, len(audio), step):  # read here: the reader is not thread-safe
+            pending.append((lo, pool.submit(engine.detect, audio[lo:lo + step])))
+            if len(pending) >= workers:
+                lo, future = pending.popleft()
+                join(lo, future.result())
+        for lo, future in pending:
+            join(lo, future.result())
     return regions
