@@ -29,7 +29,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests bench
 
-# The torch, mlx and llm extras' engines are tested too. TORCH names the build to install
+# The torch, mlx, llm and indic extras' engines are tested too. TORCH names the build to install
 # first; on our machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a
 # CPU index). llama-server is compiled for this CPU, without llama.cpp's own tests and examples.
 TORCH ?= torch==2.13.0
@@ -37,7 +37,7 @@ LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_O
 $(VENV)/.extras: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
 	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' LLAMA_CPP_BUILD_JOBS=$$(nproc) \
-	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm]'
+	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm,indic]'
 	touch $@
 
 test: lint $(VENV)/.extras

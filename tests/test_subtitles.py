@@ -55,6 +55,21 @@ def test_graphemes_count_devanagari_as_read() -> None:
     assert subtitles.graphemes("café") == 4
 
 
+def test_styles_follow_each_language_preset_unless_set() -> None:
+    from cpwhisperx import config
+
+    assert (subtitles.style_for("en", fps=None).max_cps,
+            subtitles.style_for("en", fps=None, children=True).max_cps) == (20.0, 17.0)
+    assert (subtitles.style_for("hi", fps=None).max_cps,
+            subtitles.style_for("hi", fps=None, children=True).max_cps) == (22.0, 18.0)
+    assert subtitles.style_for("hi", fps=None).max_chars == 42
+    assert subtitles.style_for("ja", fps=None).max_chars == 13
+    assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_chars == 20
+    assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_cps == 6
+    with pytest.raises(config.ConfigError, match="SUBTITLE_MAX_CHARS"):
+        config.load_settings(job_file=None, cli={"subtitle_max_chars": 5})
+
+
 def test_check_names_each_broken_rule() -> None:
     style = subtitles.Style(fps=25.0)
     events = [subtitles.Event(0.0, 0.5, ("Too short.",)),

