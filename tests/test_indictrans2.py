@@ -230,6 +230,9 @@ def test_models_by_pair_and_what_is_refused(tiny: Path) -> None:
     assert indictrans2.model_for("", "en", "ta") == "ai4bharat/indictrans2-en-indic-dist-200M"
     assert indictrans2.model_for("", "ur", "en") == "ai4bharat/indictrans2-indic-en-dist-200M"
     assert indictrans2.model_for("", "bn", "hi") == indictrans2.REPOS["indic-indic"]
+    # Scheduled languages Whisper cannot hear are targets all the same.
+    assert indictrans2.model_for("", "en", "or") == indictrans2.REPOS["en-indic"]
+    assert indictrans2.model_for("", "hi", "sat") == indictrans2.REPOS["indic-indic"]
     assert indictrans2.model_for(str(tiny), "en", "hi") == str(tiny)
     with pytest.raises(ConfigError, match="is an IndicTrans2 en-indic model"):
         indictrans2.model_for(str(tiny), "hi", "en")

@@ -66,8 +66,9 @@ def test_styles_follow_each_language_preset_unless_set() -> None:
     assert subtitles.style_for("ja", fps=None).max_chars == 13
     assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_chars == 20
     assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_cps == 6
-    with pytest.raises(config.ConfigError, match="SUBTITLE_MAX_CHARS"):
-        config.load_settings(job_file=None, cli={"subtitle_max_chars": 5})
+    assert config.load_settings(job_file=None, cli={}).subtitle_max_chars == 0  # the preset
+    with pytest.raises(config.ConfigError, match="SUBTITLE_MAX_CHARS.*0 .the language's preset"):
+        config.load_settings(job_file=None, cli={"SUBTITLE_MAX_CHARS": "5"})
 
 
 def test_check_names_each_broken_rule() -> None:
@@ -153,3 +154,15 @@ def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
     assert "no translation engine here for en → hi" in error_line(missing)
     assert not list(tmp_path.rglob("job.json"))
     assert media.probe(clip("en_jfk")).fps is None  # audio only: 25 fps for frame gaps
+
+
+def test_indic_languages_whisper_cannot_hear_are_targets_not_sources() -> None:
+    from cpwhisperx import config, scripts
+    from cpwhisperx.stages.mux import language_tag
+
+    settings = config.load_settings(job_file=None, cli={"TARGET_LANGUAGES": "en,or,mai,ks"})
+    assert settings.targets == ["en", "or", "mai", "ks"]
+    with pytest.raises(config.ConfigError, match="SOURCE_LANGUAGE.*Whisper language code"):
+        config.load_settings(job_file=None, cli={"SOURCE_LANGUAGE": "or"})
+    assert [language_tag(c)[0] for c in ("or", "mai", "ks")] == ["ori", "mai", "kas"]
+    assert scripts.in_own_script("ଓଡ଼ିଆ ଭାଷା", "or") and not scripts.in_own_script("Odia", "or")

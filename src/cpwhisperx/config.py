@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cpwhisperx import fsutil
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.hallucinations import RULES as CLEAN_RULES
-from cpwhisperx.languages import WHISPER_LANGUAGES
+from cpwhisperx.languages import LANGUAGES, WHISPER_LANGUAGES
 
 COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
                  "int16", "float16", "bfloat16", "float32")
@@ -85,9 +85,9 @@ class Settings(BaseModel):
     @classmethod
     def _targets(cls, value: str) -> str:
         codes = list(dict.fromkeys(c.strip().lower() for c in value.split(",") if c.strip()))
-        if unknown := [c for c in codes if c not in WHISPER_LANGUAGES]:
+        if unknown := [c for c in codes if c not in LANGUAGES]:
             raise ValueError(f"unknown language code {unknown[0]!r}: expected a comma list of "
-                             "language codes (en, hi, ta, ...)")
+                             "language codes (en, hi, ta, or, ...)")
         if len(codes) > MAX_TARGETS:
             raise ValueError(f"at most {MAX_TARGETS} target languages, got {len(codes)}")
         return ",".join(codes)

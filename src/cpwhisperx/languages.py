@@ -1,4 +1,5 @@
-"""Languages Whisper knows, by code (kept here so that validating a code imports nothing heavy)."""
+"""Languages by code: those Whisper knows, and those that text can be translated into (kept here
+so that validating a code imports nothing heavy)."""
 
 WHISPER_LANGUAGES: dict[str, str] = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian",
@@ -23,3 +24,10 @@ WHISPER_LANGUAGES: dict[str, str] = {
     "ln": "lingala", "ha": "hausa", "ba": "bashkir", "jw": "javanese", "su": "sundanese",
     "yue": "cantonese",
 }
+# Scheduled Indic languages Whisper does not know: subtitle targets (IndicTrans2, LLM), never
+# the spoken language.
+TEXT_LANGUAGES: dict[str, str] = {
+    "or": "odia", "mai": "maithili", "kok": "konkani", "doi": "dogri", "brx": "bodo",
+    "sat": "santali", "mni": "manipuri", "ks": "kashmiri",
+}
+LANGUAGES: dict[str, str] = {**WHISPER_LANGUAGES, **TEXT_LANGUAGES}

@@ -11,17 +11,20 @@ import unicodedata
 from collections import Counter
 from functools import cache
 
-# Whisper's Indic languages → their script, as Aksharamukha names it.
+# Indic languages → their script, as Aksharamukha names it (Whisper's, then subtitle targets).
 NATIVE_SCRIPTS: dict[str, str] = {
     "hi": "Devanagari", "mr": "Devanagari", "ne": "Devanagari", "sa": "Devanagari",
     "bn": "Bengali", "as": "Bengali", "pa": "Gurmukhi", "gu": "Gujarati", "ta": "Tamil",
     "te": "Telugu", "kn": "Kannada", "ml": "Malayalam", "si": "Sinhala",
+    "or": "Oriya", "mai": "Devanagari", "kok": "Devanagari", "doi": "Devanagari",
+    "brx": "Devanagari",
 }
 # Their Unicode blocks; the danda (। ॥) is Devanagari's and serves the others too.
 BLOCKS: dict[str, tuple[int, int]] = {
     "Devanagari": (0x0900, 0x097F), "Bengali": (0x0980, 0x09FF), "Gurmukhi": (0x0A00, 0x0A7F),
     "Gujarati": (0x0A80, 0x0AFF), "Tamil": (0x0B80, 0x0BFF), "Telugu": (0x0C00, 0x0C7F),
     "Kannada": (0x0C80, 0x0CFF), "Malayalam": (0x0D00, 0x0D7F), "Sinhala": (0x0D80, 0x0DFF),
+    "Oriya": (0x0B00, 0x0B7F),
 }
 # A window a small model turned into English (Latin) is decoded again as the same spoken
 # language in the script it writes best: Whisper base writes Hindustani speech in Urdu script far
@@ -30,7 +33,7 @@ RETRY_LANGUAGE: dict[str, str] = {"hi": "ur"}
 
 # Scripts converted from, by the first word of their letters' Unicode names (DEVANAGARI
 # LETTER KA, ARABIC LETTER KEHEH, ...) → Aksharamukha's name; Arabic letters are read as Urdu.
-_SOURCES = {name.upper(): name for name in {*NATIVE_SCRIPTS.values(), "Oriya"}} | {"ARABIC": "Urdu"}
+_SOURCES = {name.upper(): name for name in NATIVE_SCRIPTS.values()} | {"ARABIC": "Urdu"}
 # Urdu as Aksharamukha reads it: without the optional short-vowel marks (harakat), and with
 # do-chashmi he (ھ) only where it marks an aspirate (بھ → भ); elsewhere it is a spelling of he
 # (ھم, رھا → हम, रहा).

@@ -23,12 +23,15 @@ from typing import Any
 
 from cpwhisperx.errors import ConfigError, EngineUnavailable, ModelNotFound
 
-# Whisper's codes for the scheduled languages it knows → IndicTrans2's tags. Sindhi is written in
+# Codes of the scheduled languages → IndicTrans2's tags. Sindhi is written in
 # the Arabic script in Pakistan and by Whisper, so snd_Arab rather than snd_Deva.
 INDIC: dict[str, str] = {
     "as": "asm_Beng", "bn": "ben_Beng", "gu": "guj_Gujr", "hi": "hin_Deva", "kn": "kan_Knda",
     "ml": "mal_Mlym", "mr": "mar_Deva", "ne": "npi_Deva", "pa": "pan_Guru", "sa": "san_Deva",
     "sd": "snd_Arab", "ta": "tam_Taml", "te": "tel_Telu", "ur": "urd_Arab",
+    # Subtitle targets only (languages.TEXT_LANGUAGES): Whisper cannot hear them.
+    "or": "ory_Orya", "mai": "mai_Deva", "kok": "gom_Deva", "doi": "doi_Deva",
+    "brx": "brx_Deva", "sat": "sat_Olck", "mni": "mni_Mtei", "ks": "kas_Arab",
 }
 TAGS: dict[str, str] = {"en": "eng_Latn", **INDIC}
 # The distilled models, one per direction; the 1B ones are named like them (…-1B).

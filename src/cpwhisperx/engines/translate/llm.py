@@ -22,7 +22,7 @@ from typing import Any
 
 from cpwhisperx import scripts
 from cpwhisperx.errors import CpwError
-from cpwhisperx.languages import WHISPER_LANGUAGES
+from cpwhisperx.languages import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class LlmTranslator:
 
 
 def _name(code: str) -> str:
-    return WHISPER_LANGUAGES.get(code, code).title()
+    return LANGUAGES.get(code, code).title()
 
 
 def _longest(source: str) -> int:
