@@ -131,7 +131,7 @@ def test_vad_in_blocks_joins_speech_across_block_boundaries(tmp_path: Path) -> N
         threaded = vad_engines.detect_blocks(silero, audio, block_s=9.0, workers=3,
                                              on_progress=lambda _f: None)
         assert threaded == blocks
-        # A file under MIN_BLOCK_S is one block whatever the workers.
+        # A file of less than a block is one block whatever the workers.
         assert vad_engines.detect_blocks(silero, audio, workers=2,
                                          on_progress=lambda _f: None) == one
     for regions in (one, blocks):

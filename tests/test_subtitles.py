@@ -67,7 +67,7 @@ def test_styles_follow_each_language_preset_unless_set() -> None:
     assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_chars == 20
     assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_cps == 6
     assert config.load_settings(job_file=None, cli={}).subtitle_max_chars == 0  # the preset
-    with pytest.raises(config.ConfigError, match="SUBTITLE_MAX_CHARS.*0 .the language's preset"):
+    with pytest.raises(config.ConfigError, match=r"SUBTITLE_MAX_CHARS.*0 .the language's preset"):
         config.load_settings(job_file=None, cli={"SUBTITLE_MAX_CHARS": "5"})
 
 
@@ -162,7 +162,7 @@ def test_indic_languages_whisper_cannot_hear_are_targets_not_sources() -> None:
 
     settings = config.load_settings(job_file=None, cli={"TARGET_LANGUAGES": "en,or,mai,ks"})
     assert settings.targets == ["en", "or", "mai", "ks"]
-    with pytest.raises(config.ConfigError, match="SOURCE_LANGUAGE.*Whisper language code"):
+    with pytest.raises(config.ConfigError, match=r"SOURCE_LANGUAGE.*Whisper language code"):
         config.load_settings(job_file=None, cli={"SOURCE_LANGUAGE": "or"})
     assert [language_tag(c)[0] for c in ("or", "mai", "ks")] == ["ori", "mai", "kas"]
     assert scripts.in_own_script("ଓଡ଼ିଆ ଭାଷା", "or") and not scripts.in_own_script("Odia", "or")

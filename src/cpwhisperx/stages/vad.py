@@ -29,7 +29,9 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 def run(ctx: StageContext) -> StageResult:
     engine = vad_engines.create(ctx.settings)
     with media.WavReader(separate.audio_path(ctx.job)) as audio:
-        regions = vad_engines.detect_blocks(engine, audio, workers=ctx.resolved.cpu_threads,
+        # A few blocks at a time: each one read ahead is up to 40 MB of audio.
+        regions = vad_engines.detect_blocks(engine, audio,
+                                            workers=min(4, ctx.resolved.cpu_threads),
                                             on_progress=ctx.progress)
         duration = audio.duration
     speech = sum(end - start for start, end in regions)

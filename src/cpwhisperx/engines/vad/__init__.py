@@ -11,7 +11,6 @@ from cpwhisperx.config import Settings
 from cpwhisperx.media import SAMPLE_RATE, WavReader
 
 BLOCK_S = 600.0  # audio read and scanned at a time: memory stays flat whatever the length
-MIN_BLOCK_S = 120.0  # shorter files are scanned whole: a cut can move a region's edges a little
 MAX_REGION_S = 30.0  # Whisper's window: longer speech is split at its quietest point
 
 
@@ -43,13 +42,12 @@ def create(settings: Settings) -> VadEngine:
 def detect_blocks(engine: VadEngine, audio: WavReader, *, block_s: float = BLOCK_S,
                   workers: int = 1, on_progress: Callable[[float], None]
                   ) -> list[tuple[float, float]]:
-    """Speech regions of the whole file, scanned a block at a time, ``workers`` blocks at once
-    (the model runs without the GIL; a file shorter than ``workers`` blocks is cut into that
-    many, none under ``MIN_BLOCK_S``). Speech running across a block boundary comes back as two
+    """Speech regions of the whole file, scanned in blocks of at most ``block_s`` and of equal
+    length (the cuts depend on the file alone, not on ``workers``), ``workers`` blocks at once:
+    the model runs without the GIL. Speech running across a block boundary comes back as two
     regions touching it; they are joined again."""
     regions: list[tuple[float, float]] = []
-    even = max(-(-len(audio) // max(1, workers)), int(MIN_BLOCK_S * SAMPLE_RATE))
-    step = max(1, min(int(block_s * SAMPLE_RATE), even))
+    step = max(1, -(-len(audio) // max(1, -(-len(audio) // int(block_s * SAMPLE_RATE)))))
 
     def join(lo: int, found: list[tuple[float, float]]) -> None:
         offset = lo / SAMPLE_RATE
