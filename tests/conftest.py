@@ -36,6 +36,13 @@ def cli(out: Path, *args: str, env: dict[str, str] | None = None, timeout: float
                           env={**os.environ, **(env or {})}, check=False)
 
 
+def translate_jfk(out: Path, *args: str, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess[str]:
+    """``cpwhisperx translate`` of en_jfk into Hindi, as the translation engines' workflow tests
+    run it."""
+    return cli(out, "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi", *args, env=env)
+
+
 def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     """The one line a failure prints; no traceback anywhere."""
     assert "Traceback" not in proc.stderr, proc.stderr

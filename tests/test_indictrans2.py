@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hub_server import serve
 
-from conftest import cli, clip, error_line, job_of, job_root
+from conftest import error_line, job_of, job_root, translate_jfk
 from cpwhisperx import config, translation
 from cpwhisperx.engines.translate import indictrans2
 from cpwhisperx.errors import ConfigError, ModelNotFound
@@ -279,8 +279,8 @@ def test_engine_choice(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_indictrans2_in_the_translate_workflow_from_a_folder_and_from_the_hub(
         tmp_path: Path, tiny: Path) -> None:
-    proc = cli(tmp_path / "a", "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi",
-               "--translator", "indictrans2", "--set", f"TRANSLATION_MODEL={tiny}")
+    proc = translate_jfk(tmp_path / "a", "--translator", "indictrans2",
+                         "--set", f"TRANSLATION_MODEL={tiny}")
     assert proc.returncode == 0, proc.stderr
     root = job_root(tmp_path / "a", job_of(proc))
     meta = json.loads((root / "manifest.json").read_text())["stages"]["translate"]["meta"]
@@ -293,14 +293,14 @@ def test_indictrans2_in_the_translate_workflow_from_a_folder_and_from_the_hub(
         # auto picks IndicTrans2 for the repo's name; a fresh cache converts it anew.
         env = {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "", "HF_ENDPOINT": url,
                "CPWHISPERX_CACHE": str(cache)}
-        online = cli(tmp_path / "b", "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi",
-                     "--set", "TRANSLATION_MODEL=test/indictrans2-en-indic-tiny", env=env)
+        online = translate_jfk(tmp_path / "b",
+                               "--set", "TRANSLATION_MODEL=test/indictrans2-en-indic-tiny",
+                               env=env)
     assert online.returncode == 0, online.stderr
     assert any(path.endswith("/model.safetensors") for path in requested)
     assert list(cache.glob("indictrans2/indictrans2-en-indic-tiny-*/model.bin"))
 
-    missing = cli(tmp_path / "c", "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi",
-                  "--translator", "indictrans2", "--set", "TRANSLATION_MODEL=test/absent",
-                  env={"HF_HUB_OFFLINE": "1"})
+    missing = translate_jfk(tmp_path / "c", "--translator", "indictrans2",
+                            "--set", "TRANSLATION_MODEL=test/absent", env={"HF_HUB_OFFLINE": "1"})
     assert missing.returncode == 1
     assert "IndicTrans2 model 'test/absent' not found" in error_line(missing)

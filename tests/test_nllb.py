@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hub_server import serve
 
-from conftest import cli, clip, error_line, job_of, job_root
+from conftest import error_line, job_of, job_root, translate_jfk
 from cpwhisperx.engines.translate.nllb import NllbTranslator
 
 torch = pytest.importorskip("torch")
@@ -67,8 +67,8 @@ def test_nllb_translates_in_batches_as_it_does_one_by_one(tiny_nllb: Path) -> No
 
 def test_nllb_in_the_translate_workflow_from_a_folder_and_from_the_hub(
         tmp_path: Path, tiny_nllb: Path) -> None:
-    proc = cli(tmp_path / "a", "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi",
-               "--translator", "nllb", "--set", f"TRANSLATION_MODEL={tiny_nllb}")
+    proc = translate_jfk(tmp_path / "a", "--translator", "nllb",
+                         "--set", f"TRANSLATION_MODEL={tiny_nllb}")
     assert proc.returncode == 0, proc.stderr
     root = job_root(tmp_path / "a", job_of(proc))
     meta = json.loads((root / "manifest.json").read_text())["stages"]["translate"]["meta"]
@@ -81,13 +81,12 @@ def test_nllb_in_the_translate_workflow_from_a_folder_and_from_the_hub(
         # download the model for.
         env = {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "", "HF_ENDPOINT": url,
                "CPWHISPERX_CACHE": str(tmp_path / "cache")}
-        online = cli(tmp_path / "b", "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi",
-                     "--set", "TRANSLATION_MODEL=test/nllb-tiny", env=env)
+        online = translate_jfk(tmp_path / "b", "--set", "TRANSLATION_MODEL=test/nllb-tiny", env=env)
     assert online.returncode == 0, online.stderr
     assert any(path.endswith("/model.bin") for path in requested)
     assert list(hub.rglob("tokenizer.json"))
 
-    missing = cli(tmp_path / "c", "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi",
-                  "--set", "TRANSLATION_MODEL=test/absent", env={"HF_HUB_OFFLINE": "1"})
+    missing = translate_jfk(tmp_path / "c", "--set", "TRANSLATION_MODEL=test/absent",
+                            env={"HF_HUB_OFFLINE": "1"})
     assert missing.returncode == 1
     assert "NLLB model 'test/absent' not found" in error_line(missing)

@@ -30,3 +30,9 @@ class EngineUnavailable(CpwError):
 
 class ModelNotFound(CpwError):
     """No model of that name could be found locally or downloaded."""
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of a library's exception, or its type where it has no message: what a
+    one-line error quotes."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cpwhisperx import errors
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment, Word
@@ -30,7 +31,7 @@ class FasterWhisperEngine:
             self.model = WhisperModel(str(model.path), device=device, compute_type=compute_type,
                                       cpu_threads=cpu_threads, local_files_only=True)
         except (ValueError, RuntimeError) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            reason = errors.reason(exc)
             raise EngineUnavailable(f"cannot load model {model.path} on {device} as "
                                     f"{compute_type}: {reason}") from None
         self.multilingual = self.model.model.is_multilingual

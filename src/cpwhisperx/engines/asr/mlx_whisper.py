@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cpwhisperx import fsutil
+from cpwhisperx import errors, fsutil
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
@@ -31,7 +31,7 @@ class MlxWhisperEngine:
         try:
             self.model = load_model(self.path, dtype=dtype)
         except (ValueError, RuntimeError, OSError) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            reason = errors.reason(exc)
             raise EngineUnavailable(f"cannot load MLX model {model.path}: {reason}") from None
         self.model.set_dtype(dtype)  # the weights are stored as the source model had them
         if heads := fsutil.read_json(model.path / HEADS):

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cpwhisperx import media
+from cpwhisperx import errors, media
 from cpwhisperx.engines import separate as separators
 from cpwhisperx.errors import EngineUnavailable, ModelNotFound
 
@@ -33,7 +33,7 @@ def _load(name: str) -> Any:
     try:
         return get_hf_model(name)
     except Exception as exc:  # hub errors come in many types; each means "not here"
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = errors.reason(exc)
         raise ModelNotFound(f"Demucs model {name!r} is not in the Hugging Face cache and cannot "
                             f"be downloaded ({reason[:120]}): run once online, or set "
                             "SEPARATION_MODEL to a local .safetensors file") from None

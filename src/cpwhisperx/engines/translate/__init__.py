@@ -5,7 +5,10 @@ Whisper's own translation works on audio, not text; the translate stage runs it 
 """
 
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
+
+from cpwhisperx import errors
 
 
 class TextTranslator(Protocol):
@@ -17,3 +20,17 @@ class TextTranslator(Protocol):
                   context: str) -> list[str]:
         """``texts`` translated; ``context`` is the text around them (engines that use it)."""
         ...
+
+
+def ctranslate2_translator(path: Path, *, what: str, device: str, compute_type: str,
+                           cpu_threads: int) -> Any:
+    """A CTranslate2 translator; a model that cannot load there is EngineUnavailable, so the
+    worker's fallback configuration is tried."""
+    import ctranslate2
+
+    try:
+        return ctranslate2.Translator(str(path), device=device, compute_type=compute_type,
+                                      intra_threads=cpu_threads)
+    except (ValueError, RuntimeError) as exc:
+        raise errors.EngineUnavailable(f"cannot load {what} model {path} on {device} as "
+                                       f"{compute_type}: {errors.reason(exc)}") from None

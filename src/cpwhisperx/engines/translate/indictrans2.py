@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cpwhisperx import errors
+from cpwhisperx.engines.translate import ctranslate2_translator
 from cpwhisperx.errors import ConfigError, EngineUnavailable, ModelNotFound
 
 # Codes of the scheduled languages → IndicTrans2's tags. Sindhi is written in
@@ -126,7 +128,7 @@ def resolve(name: str, *, offline: bool) -> Path:
     except ModelNotFound:
         raise
     except Exception as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        reason = errors.reason(exc)[:160]
         todo = "get it online once (unset HF_HUB_OFFLINE)" if offline else "check its name"
         raise ModelNotFound(f"IndicTrans2 model {name!r} not found ({reason}): {todo}, or set "
                             "TRANSLATION_MODEL to a local copy") from None
@@ -291,20 +293,14 @@ class IndicTrans2Translator:
     def __init__(self, *, model: Path, device: str, compute_type: str, cpu_threads: int,
                  beam_size: int = 5) -> None:
         """``model``: an IndicTrans2 checkpoint folder (``resolve``); converted on first use."""
-        import ctranslate2
         import sentencepiece
 
         self.model = str(model)
         self.beam_size = beam_size
         converted = convert(model)
-        try:
-            self.translator = ctranslate2.Translator(str(converted), device=device,
-                                                     compute_type=compute_type,
-                                                     intra_threads=cpu_threads)
-        except (ValueError, RuntimeError) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise EngineUnavailable(f"cannot load IndicTrans2 model {model} on {device} as "
-                                    f"{compute_type}: {reason}") from None
+        self.translator = ctranslate2_translator(converted, what="IndicTrans2", device=device,
+                                                 compute_type=compute_type,
+                                                 cpu_threads=cpu_threads)
         self.source_pieces = sentencepiece.SentencePieceProcessor(
             model_file=str(converted / "model.SRC"))
         self.target_pieces = sentencepiece.SentencePieceProcessor(

@@ -10,7 +10,9 @@ Tokenization uses the ``tokenizers`` library (already there for faster-whisper):
 from collections.abc import Sequence
 from pathlib import Path
 
-from cpwhisperx.errors import ConfigError, EngineUnavailable, ModelNotFound
+from cpwhisperx import errors
+from cpwhisperx.engines.translate import ctranslate2_translator
+from cpwhisperx.errors import ConfigError, ModelNotFound
 
 # Whisper's language codes → NLLB's FLORES-200 codes.
 FLORES: dict[str, str] = {
@@ -50,7 +52,7 @@ def resolve(name: str, *, offline: bool) -> Path:
     try:
         return Path(snapshot_download(name, local_files_only=offline))
     except Exception as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        reason = errors.reason(exc)[:160]
         raise ModelNotFound(f"NLLB model {name!r} not found ({reason}): set TRANSLATION_MODEL "
                             "to a local CTranslate2 folder, or get it online once") from None
 
@@ -61,19 +63,13 @@ class NllbTranslator:
 
     def __init__(self, *, model: Path, device: str, compute_type: str, cpu_threads: int,
                  beam_size: int = 4) -> None:
-        import ctranslate2
         from tokenizers import Tokenizer
 
         self.model = str(model)
         self.beam_size = beam_size
-        try:
-            self.translator = ctranslate2.Translator(str(model), device=device,
-                                                     compute_type=compute_type,
-                                                     intra_threads=cpu_threads)
-        except (ValueError, RuntimeError) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise EngineUnavailable(f"cannot load NLLB model {model} on {device} as "
-                                    f"{compute_type}: {reason}") from None
+        self.translator = ctranslate2_translator(model, what="NLLB", device=device,
+                                                 compute_type=compute_type,
+                                                 cpu_threads=cpu_threads)
         self.tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
 
     def translate(self, texts: Sequence[str], *, source: str, target: str,

@@ -1,5 +1,6 @@
 """Voice activity detection engines: ``detect(audio) -> [(start_s, end_s), ...]``."""
 
+import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,8 @@ def detect_blocks(engine: VadEngine, audio: WavReader, *, block_s: float = BLOCK
     the model runs without the GIL. Speech running across a block boundary comes back as two
     regions touching it; they are joined again."""
     regions: list[tuple[float, float]] = []
-    step = max(1, -(-len(audio) // max(1, -(-len(audio) // int(block_s * SAMPLE_RATE)))))
+    blocks = max(1, math.ceil(len(audio) / (block_s * SAMPLE_RATE)))
+    step = max(1, math.ceil(len(audio) / blocks))
 
     def join(lo: int, found: list[tuple[float, float]]) -> None:
         offset = lo / SAMPLE_RATE
