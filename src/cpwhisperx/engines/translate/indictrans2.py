@@ -129,9 +129,11 @@ def resolve(name: str, *, offline: bool) -> Path:
         raise
     except Exception as exc:
         reason = errors.reason(exc)[:160]
-        todo = "get it online once (unset HF_HUB_OFFLINE)" if offline else "check its name"
+        todo = ("get it online once (unset HF_HUB_OFFLINE)" if offline
+                else "check its name and that huggingface.co can be reached")
         raise ModelNotFound(f"IndicTrans2 model {name!r} not found ({reason}): {todo}, or set "
-                            "TRANSLATION_MODEL to a local copy") from None
+                            "TRANSLATION_MODEL to a local copy, or LLM_MODEL/LLM_BASE_URL"
+                            ) from None
 
 
 def convert(folder: Path) -> Path:
