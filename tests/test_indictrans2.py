@@ -14,7 +14,7 @@ from hub_server import serve
 
 from conftest import error_line, job_of, job_root, translate_jfk
 from cpwhisperx import config, translation
-from cpwhisperx.engines.translate import indictrans2
+from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.errors import ConfigError, ModelNotFound
 
 ctranslate2 = pytest.importorskip("ctranslate2")
@@ -266,15 +266,25 @@ def test_engine_choice(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose("hi", "en", translation_model=str(tiny)) == "whisper"  # en-indic only
     assert choose("fr", "en", translation_model=str(tiny)) == "whisper"
     assert choose("hi", "ta", translation_model="nllb-ct2") == "nllb"
-    # No model named: the default repo, offline only where it is in the cache.
+    # No model named: the default repo, where it is in the cache or the Hub answers; else the
+    # [llm] extra's small model, the last resort.
+    monkeypatch.setattr(llama_server, "bundled_installed", lambda: False)
     with pytest.raises(ConfigError, match="no translation engine here for en → hi"):
         choose("en", "hi")
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert choose("en", "hi") == "indictrans2"
-    assert choose("hi", "en", source_language="hi") == "indictrans2"
-    assert choose("fr", "en") == "whisper"
-    # An LLM the user set up comes before a default model to download.
-    assert choose("en", "hi", llm_model="m.gguf") == "llm"
+    with serve({}) as (url, _):
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        assert choose("en", "hi") == "indictrans2"
+        assert choose("hi", "en", source_language="hi") == "indictrans2"
+        assert choose("fr", "en") == "whisper"
+        # An LLM the user set up comes before a default model to download.
+        assert choose("en", "hi", llm_model="m.gguf") == "llm"
+    monkeypatch.setenv("HF_ENDPOINT", f"{url}/")  # the same port, closed now: no Hub
+    with pytest.raises(ConfigError, match="no translation engine here for en → hi"):
+        choose("en", "hi")
+    monkeypatch.setattr(llama_server, "bundled_installed", lambda: True)
+    assert choose("en", "hi") == "llm"
+    assert choose("fr", "en") == "whisper"  # Whisper before the small model
 
 
 def test_indictrans2_in_the_translate_workflow_from_a_folder_and_from_the_hub(

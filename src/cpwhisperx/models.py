@@ -1,8 +1,11 @@
 """Find a Whisper model: explicit path → shipped packages → Hugging Face cache → download."""
 
+import functools
 import importlib.util
 import os
 import shutil
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +99,23 @@ def _looks_like_path(name: str) -> bool:
 
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub (``HF_ENDPOINT``) answers at all, asked once per process:
+    a default model to download is no choice on a machine that cannot reach it."""
+    return _answers(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+
+
+@functools.cache
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5).close()
+    except urllib.error.HTTPError:
+        return True  # an answer, even an error page
+    except (OSError, ValueError):  # no route, refused, timed out, a malformed endpoint
+        return False
+    return True
 
 
 def resolve(name: str) -> ModelRef:

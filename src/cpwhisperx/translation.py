@@ -18,10 +18,10 @@ from pathlib import Path
 import regex
 
 from cpwhisperx.config import Settings
-from cpwhisperx.engines.translate import indictrans2
+from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
-from cpwhisperx.models import default_model, offline
+from cpwhisperx.models import default_model, hub_reachable, offline
 from cpwhisperx.subtitles import SENTENCE_END, SPACELESS, graphemes
 from cpwhisperx.transcript import Segment, Transcript, Word
 
@@ -123,9 +123,10 @@ def choose(settings: Settings, *, source: str, target: str) -> str:
        languages);
     2. an LLM endpoint, where one is set up (``LLM_BASE_URL`` or ``LLM_MODEL``);
     3. IndicTrans2's default model of the pair's direction, for English ↔ Indic and Indic ↔ Indic
-       pairs with the ``[indic]`` extra, where it is in the Hugging Face cache or
-       ``HF_HUB_OFFLINE`` is not set (it is downloaded once);
-    4. Whisper's own translation into English (offline, with a multilingual ASR model)."""
+       pairs with the ``[indic]`` extra, where it is in the Hugging Face cache or can be
+       downloaded (``HF_HUB_OFFLINE`` not set and the Hub answers);
+    4. Whisper's own translation into English (offline, with a multilingual ASR model);
+    5. the ``[llm]`` extra's bundled small model, weak but offline (the stage warns)."""
     backend, model = settings.translation_backend, settings.translation_model
     if backend == "whisper" and target != "en":
         raise ConfigError(f"Whisper translates only into English, not into {target}: use "
@@ -148,10 +149,13 @@ def choose(settings: Settings, *, source: str, target: str) -> str:
         asr_model = default_model(settings.source_language)
     if target == "en" and not asr_model.endswith(".en"):
         return "whisper"
+    if llama_server.bundled_installed():
+        return "llm"
     raise ConfigError(
         f"no translation engine here for {source} → {target}: set LLM_BASE_URL (an "
         "OpenAI-compatible server) or LLM_MODEL (a local .gguf file), or TRANSLATION_MODEL (an "
-        "NLLB or IndicTrans2 model)")
+        "NLLB or IndicTrans2 model); online, pip install 'cpwhisperx[indic]' downloads "
+        "IndicTrans2 for Indic languages")
 
 
 def _indictrans2_fits(model: str, source: str, target: str) -> bool:
@@ -162,7 +166,7 @@ def _indictrans2_fits(model: str, source: str, target: str) -> bool:
     if model and not indictrans2.is_indictrans2(model):
         return False
     return indictrans2.installed() and (
-        bool(model) or not offline() or indictrans2.cached(name))
+        bool(model) or indictrans2.cached(name) or (not offline() and hub_reachable()))
 
 
 class Cache:

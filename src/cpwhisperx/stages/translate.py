@@ -17,7 +17,7 @@ from typing import Any
 
 from cpwhisperx import fsutil, hardware, isolation, media, models, translation, writers
 from cpwhisperx.engines import asr as asr_engines
-from cpwhisperx.engines.translate import indictrans2, nllb
+from cpwhisperx.engines.translate import indictrans2, llama_server, nllb
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
@@ -78,6 +78,11 @@ def run(ctx: StageContext) -> StageResult:
         if units and not any(texts):
             raise CpwError(f"{name} gave no translation into {target} for any of the "
                            f"{len(units)} sentences; details in {ctx.job.log_file(NAME)}")
+        if model == llama_server.BUNDLED_NAME:
+            warnings.append(f"{target}: translated by the {model}, a model for trying the "
+                            "workflow out whose translations are mostly wrong: for real ones set "
+                            "TRANSLATION_MODEL (IndicTrans2, NLLB), LLM_BASE_URL or LLM_MODEL, "
+                            "or let IndicTrans2's model download (online)")
         if missing := sum(not t for t in texts):
             warnings.append(f"{target}: {missing} of {len(units)} sentences have no translation "
                             f"({name} gave none); details in {ctx.job.log_file(NAME)}")
@@ -104,8 +109,8 @@ def _translate(ctx: StageContext, engine: str, units: Sequence[translation.Sente
     """(engine, model, one translation per sentence ("" where the engine gave none), how many
     the engine was asked for). Only translations are cached: a rerun asks again for the rest."""
     s = ctx.settings
-    model = {"whisper": asr.model_name(ctx), "llm": s.llm_model or s.llm_base_url,
-             "nllb": s.translation_model}.get(engine, "")
+    model = {"whisper": asr.model_name(ctx), "nllb": s.translation_model,
+             "llm": s.llm_model or s.llm_base_url or llama_server.BUNDLED_NAME}.get(engine, "")
     if engine == "indictrans2":  # TRANSLATION_MODEL, else the pair's direction's default
         model = indictrans2.model_for(s.translation_model, source, target)
     if engine == "nllb" and not model:
@@ -154,14 +159,14 @@ def _llm(ctx: StageContext, glossary: dict[str, str]) -> Iterator[Any]:
 
     if s.llm_base_url:
         yield translator(s.llm_base_url)
-    elif s.llm_model.endswith(".gguf"):
-        with llama_server.serve(Path(s.llm_model).expanduser(),
-                                threads=ctx.resolved.cpu_threads,
+    elif s.llm_model.endswith(".gguf") or (not s.llm_model and llama_server.bundled_installed()):
+        gguf = Path(s.llm_model).expanduser() if s.llm_model else llama_server.bundled_model()
+        with llama_server.serve(gguf, threads=ctx.resolved.cpu_threads,
                                 log_file=ctx.job.log_file(NAME)) as url:
             yield translator(url)
     else:
         raise CpwError("TRANSLATION_BACKEND=llm needs LLM_BASE_URL (an OpenAI-compatible "
-                       "server) or LLM_MODEL set to a local .gguf file")
+                       "server) or LLM_MODEL set to a local .gguf file, or the [llm] extra")
 
 
 def _in_worker(ctx: StageContext, engine: str, model: str,

