@@ -225,8 +225,11 @@ def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path
     engine = FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
                                  compute_type="int8", cpu_threads=2, beam_size=5, batch_size=8)
     one_by_one = [engine.transcribe(a, language="en", word_timestamps=True) for a in audios]
-    batched = engine.decode(audios, language="en", word_timestamps=True)
+    heard: list[float] = []
+    batched = engine.decode(audios, language="en", word_timestamps=True, on_progress=heard.append)
     assert len(batched) == len(audios)
+    # Progress after every step of the windows decoded together, not once at the end.
+    assert len(heard) > 1 and heard == sorted(heard) and heard[0] > 0 and heard[-1] == 1
 
     def text(decoded: list[list[Segment]]) -> str:
         return " ".join(seg.text for segs in decoded for seg in segs)
@@ -252,3 +255,33 @@ def test_batched_decoding_keeps_windows_in_place(tmp_path: Path) -> None:
     transcript = json.loads((root / "outputs" / f"{item.path.stem}.json").read_text())
     assert_times_valid(transcript, item.duration)
     assert evaluation.wer(item.text, transcript["text"], "en") <= 0.10
+
+
+def test_leftovers_packed_together_go_back_to_their_windows() -> None:
+    """The short ends of three windows, decoded packed into one: each one's words on its own
+    window's times, within its span, and the words of its own sentence."""
+    from faster_whisper import decode_audio
+
+    from cpwhisperx import models
+    from cpwhisperx.engines.asr import batched
+    from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
+
+    engine = FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
+                                 compute_type="int8", cpu_threads=2, beam_size=1, batch_size=8)
+    rests, said = [], []
+    for window, (name, at) in enumerate([("en_news_flood", 12.5), ("en_lecture_plants", 40.0),
+                                         ("en_film_station", 0.7)]):
+        item = next(i for i in evaluation.items() if i.id == name)
+        sentence = item.sentences[1]
+        lo, hi = sentence["start"] - 0.3, sentence["end"] + 0.3
+        audio = decode_audio(str(item.path))[round(lo * media.SAMPLE_RATE):
+                                             round(hi * media.SAMPLE_RATE)]
+        rests.append((window, at, audio))
+        said.append(sentence["text"])
+    out = batched._packed(engine, rests, language="en", word_timestamps=True)
+    assert [i for i, _ in out] == [0, 1, 2]
+    for (_, at, audio), (_, segments), text in zip(rests, out, said, strict=True):
+        times = [t for seg in segments for w in seg.words for t in (w.start, w.end)]
+        assert times == sorted(times)
+        assert at <= times[0] and times[-1] <= at + len(audio) / media.SAMPLE_RATE
+        assert evaluation.wer(text, " ".join(seg.text for seg in segments), "en") <= 0.15

@@ -31,3 +31,5 @@ TEXT_LANGUAGES: dict[str, str] = {
     "sat": "santali", "mni": "manipuri", "ks": "kashmiri",
 }
 LANGUAGES: dict[str, str] = {**WHISPER_LANGUAGES, **TEXT_LANGUAGES}
+# Written without spaces between words: text is joined and counted by character.
+SPACELESS = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo", "km"})

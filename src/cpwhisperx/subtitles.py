@@ -17,6 +17,7 @@ from typing import Any
 
 import regex
 
+from cpwhisperx.languages import SPACELESS
 from cpwhisperx.transcript import Segment, Word
 
 
@@ -33,7 +34,6 @@ READING_SPEED: dict[str, tuple[float, float]] = {
 # Characters per line: 42 in Netflix's guides for most languages (Hindi included); its
 # Japanese (horizontal), Korean and Chinese guides set these.
 LINE_CHARS: dict[str, int] = {"default": 42, "ja": 13, "ko": 16, "zh": 16}
-SPACELESS = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo", "km"})
 SENTENCE_END = ("।", "॥", ".", "?", "!", "…", "。", "\uff1f", "\uff01")
 # Never break a line or an event right after these (article + noun, pronoun + verb, ...) ...
 NO_BREAK_AFTER: dict[str, frozenset[str]] = {

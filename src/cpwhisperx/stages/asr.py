@@ -79,7 +79,9 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                 language, probability = (engine.detect_language(audios[0])
                                          if engine.multilingual else ("en", 1.0))
             decoded = engine.decode(audios, language=language,
-                                    word_timestamps=task["word_timestamps"])
+                                    word_timestamps=task["word_timestamps"],
+                                    on_progress=lambda done, index=index:
+                                    progress((index + done) / len(chunks)))
             redecoded = 0
             if task["native_script"] and language in scripts.NATIVE_SCRIPTS:
                 decoded, redecoded = _in_native_script(engine, audios, decoded, language=language,

@@ -2,7 +2,7 @@
 those back onto the media's timeline."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -27,9 +27,10 @@ class AsrEngine(Protocol):
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]: ...
 
-    def decode(self, audios: Sequence[np.ndarray], *, language: str,
-               word_timestamps: bool) -> list[list[Segment]]:
-        """Segments per window, times in seconds from the start of that window's audio."""
+    def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
+               on_progress: Callable[[float], None] | None = None) -> list[list[Segment]]:
+        """Segments per window, times in seconds from the start of that window's audio;
+        ``on_progress`` hears the share of the windows' audio decoded so far."""
         ...
 
     def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
@@ -51,6 +52,18 @@ def create(resolved: Resolved, *, model: ModelRef, beam_size: int) -> AsrEngine:
         return MlxWhisperEngine(model=model, device=resolved.device,
                                 compute_type=resolved.compute_type)
     raise ValueError(f"unknown ASR backend {resolved.backend!r}")
+
+
+def one_by_one(decode: Callable[..., list[Segment]], audios: Sequence[np.ndarray], *,
+               language: str, word_timestamps: bool,
+               on_progress: Callable[[float], None] | None) -> list[list[Segment]]:
+    """``decode`` (one window) on each window in turn, telling the progress after each."""
+    out = []
+    for audio in audios:
+        out.append(decode(audio, language=language, word_timestamps=word_timestamps))
+        if on_progress:
+            on_progress(len(out) / len(audios))
+    return out
 
 
 def beam_size(setting: int, language: str) -> int:

@@ -9,12 +9,17 @@ the last word of this one (after 30 s where its last segment ended cleanly), pro
 window's text so far; a decoding failing the sequential decoder's quality checks (compression
 ratio, log-probability) hands the rest of its window to it for its temperature fallback; word
 times come from one batched cross-attention alignment per step, not a second decoding pass.
+
+Whisper often stops a few seconds before the end of a step, so most windows end with a few
+seconds left over. Each would cost a whole 30-s encoding of its own: instead the leftovers of
+all windows are packed, a second of silence apart, into as few windows as hold them, and each
+word decoded there goes back to the window its leftover came from.
 """
 
 import inspect
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
+LEFTOVER_S = 10.0  # what is left of a window after a step, at most this, is packed with others'
+GAP_S = 1.0  # silence between leftovers packed together
 
 # faster-whisper's punctuation merged into the neighbouring word, as its transcribe() does.
 _PUNCTUATION = tuple(inspect.signature(WhisperModel.transcribe).parameters[name].default
@@ -41,7 +48,8 @@ class _Piece:
 
 
 def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
-           word_timestamps: bool) -> list[list[Segment]]:
+           word_timestamps: bool, on_progress: Callable[[float], None] | None = None,
+           pack: bool = True) -> list[list[Segment]]:
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -55,7 +63,9 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     frames = [f.shape[-1] for f in features]
     found: list[list[Segment]] = [[] for _ in audios]
     fallback: dict[int, int] = {}  # window → mel frame from which to decode sequentially
+    leftovers: list[tuple[int, int]] = []  # (window, mel frame): to pack with others
     pieces = [_Piece(i, 0) for i in range(len(audios)) if frames[i] > 0]
+    reached = [0 if n else 1 for n in frames]  # mel frames decoded, for progress
     while pieces:
         log.debug("decoding %d windows together", len(pieces))
         sizes = [min(3000, frames[p.window] - p.seek) for p in pieces]
@@ -105,14 +115,91 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             ends = [w["end"] for part in parts for w in part.get("words", ())]
             if not single_ending and ends and ends[-1] > piece.seek * per_frame:
                 seek = round(ends[-1] * model.frames_per_second)  # as the sequential decoder does
-            if seek < frames[piece.window]:
-                done = [t for part in parts for t in part["tokens"]]  # timestamps too
-                pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))
+            reached[piece.window] = min(seek, frames[piece.window])
+            if seek >= frames[piece.window]:
+                continue
+            if pack and (frames[piece.window] - seek) * per_frame <= LEFTOVER_S:
+                leftovers.append((piece.window, seek))
+                continue
+            done = [t for part in parts for t in part["tokens"]]  # timestamps too
+            pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))
+        if on_progress:
+            on_progress(sum(reached) / sum(max(n, 1) for n in frames))
+    hop = model.feature_extractor.hop_length
     for i, seek in fallback.items():  # the rest of the window, with the temperature fallback
-        found[i] += engine.transcribe(audios[i][seek * model.feature_extractor.hop_length:],
-                                      language=language, word_timestamps=word_timestamps,
-                                      offset=seek * per_frame)
+        found[i] += engine.transcribe(audios[i][seek * hop:], language=language,
+                                      word_timestamps=word_timestamps, offset=seek * per_frame)
+    if leftovers:
+        rests = [(i, seek * per_frame, audios[i][seek * hop:]) for i, seek in leftovers]
+        for i, segments in _packed(engine, rests, language=language,
+                                   word_timestamps=word_timestamps):
+            found[i] += segments
+    if on_progress:
+        on_progress(1.0)
     return found
+
+
+def _packed(engine: FasterWhisperEngine, rests: list[tuple[int, float, np.ndarray]], *,
+            language: str, word_timestamps: bool) -> list[tuple[int, list[Segment]]]:
+    """Leftovers (window, its start in that window in seconds, audio) decoded packed in order
+    into windows of at most 30 s; the segments of each, on its window's times. Where Whisper
+    runs two leftovers into one segment, which words belong to which is a guess (the alignment
+    spreads a word over the silence between them): those leftovers are decoded apart."""
+    rate = engine.model.feature_extractor.sampling_rate
+    gap = np.zeros(round(GAP_S * rate), dtype=np.float32)
+    packs: list[list[tuple[int, float, np.ndarray]]] = []
+    for rest in rests:
+        if not packs or sum(len(a) + len(gap) for *_, a in packs[-1]) + len(rest[2]) > \
+                engine.model.feature_extractor.n_samples:
+            packs.append([])
+        packs[-1].append(rest)
+    decoded = decode(engine, [np.concatenate([x for *_, a in pack for x in (a, gap)][:-1])
+                              for pack in packs],
+                     language=language, word_timestamps=word_timestamps, pack=False)
+    out: list[tuple[int, list[Segment]]] = []
+    apart: list[tuple[int, float, np.ndarray]] = []
+    for pack, segments in zip(packs, decoded, strict=True):
+        spans, at = [], 0.0  # each leftover's span in the packed window
+        for *_, audio in pack:
+            spans.append((at, at + len(audio) / rate))
+            at += (len(audio) + len(gap)) / rate
+        owners = [_owner(segment, spans) for segment in segments]
+        if len(pack) > 1 and None in owners:
+            apart += pack
+            continue
+        for j, (i, start, _) in enumerate(pack):
+            lo, hi = spans[j]
+            out.append((i, [_moved(seg, by=start - lo, low=start, high=start + hi - lo)
+                            for seg, owner in zip(segments, owners, strict=True)
+                            if owner in (j, None)]))
+    if apart:
+        alone = decode(engine, [a for *_, a in apart], language=language,
+                       word_timestamps=word_timestamps, pack=False)
+        out += [(i, [_moved(seg, by=start, low=start, high=start + len(a) / rate)
+                     for seg in segments])
+                for (i, start, a), segments in zip(apart, alone, strict=True)]
+    return out
+
+
+def _owner(segment: Segment, spans: list[tuple[float, float]]) -> int | None:
+    """The span nearest the middles of all the segment's words (its own middle, without
+    words); None where they are nearest different spans."""
+    def nearest(t: float) -> int:
+        return min(range(len(spans)), key=lambda j: max(spans[j][0] - t, t - spans[j][1], 0.0))
+
+    owners = {nearest((w.start + w.end) / 2) for w in segment.words} or \
+        {nearest((segment.start + segment.end) / 2)}
+    return owners.pop() if len(owners) == 1 else None
+
+
+def _moved(segment: Segment, *, by: float, low: float, high: float) -> Segment:
+    """The segment ``by`` seconds later, its times kept within [low, high]."""
+    def t(x: float) -> float:
+        return round(min(max(x + by, low), high), 3)
+
+    return replace(segment, start=t(segment.start), end=t(segment.end),
+                   words=tuple(replace(w, start=t(w.start), end=t(w.end))
+                               for w in segment.words))
 
 
 def _segments(parts: list[dict], tokenizer) -> list[Segment]:

@@ -5,11 +5,12 @@ search, temperature fallback); ``BATCH_SIZE > 1`` decodes the windows of a chunk
 (``batched.decode``), keeping every word the sequential decoder would find.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from cpwhisperx import errors
+from cpwhisperx.engines.asr import one_by_one
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment, Word
@@ -40,15 +41,15 @@ class FasterWhisperEngine:
         language, probability, _ = self.model.detect_language(audio)
         return language, probability
 
-    def decode(self, audios: Sequence[np.ndarray], *, language: str,
-               word_timestamps: bool) -> list[list[Segment]]:
+    def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
+               on_progress: Callable[[float], None] | None = None) -> list[list[Segment]]:
         if self.batch_size > 1 and len(audios) > 1:
             from cpwhisperx.engines.asr import batched
 
             return batched.decode(self, audios, language=language,
-                                  word_timestamps=word_timestamps)
-        return [self.transcribe(audio, language=language, word_timestamps=word_timestamps)
-                for audio in audios]
+                                  word_timestamps=word_timestamps, on_progress=on_progress)
+        return one_by_one(self.transcribe, audios, language=language,
+                          word_timestamps=word_timestamps, on_progress=on_progress)
 
     def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
         return self.transcribe(audio, language=language, word_timestamps=False,

@@ -3,11 +3,13 @@
 mlx-whisper decodes greedily (no beam search); the transcript's meta says so.
 """
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from cpwhisperx import errors, fsutil
+from cpwhisperx.engines.asr import one_by_one
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
@@ -49,10 +51,11 @@ class MlxWhisperEngine:
         language = max(probs, key=probs.get)
         return language, float(probs[language])
 
-    def decode(self, audios: Sequence[np.ndarray], *, language: str,
-               word_timestamps: bool) -> list[list[Segment]]:
-        return [self._run(audio, language=language, word_timestamps=word_timestamps,
-                          task="transcribe") for audio in audios]
+    def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
+               on_progress: Callable[[float], None] | None = None) -> list[list[Segment]]:
+        return one_by_one(functools.partial(self._run, task="transcribe"), audios,
+                          language=language, word_timestamps=word_timestamps,
+                          on_progress=on_progress)
 
     def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
         return self._run(audio, language=language, word_timestamps=False, task="translate")
