@@ -285,3 +285,39 @@ def test_leftovers_packed_together_go_back_to_their_windows() -> None:
         assert times == sorted(times)
         assert at <= times[0] and times[-1] <= at + len(audio) / media.SAMPLE_RATE
         assert evaluation.wer(text, " ".join(seg.text for seg in segments), "en") <= 0.15
+
+
+def test_a_step_is_cut_where_whisper_went_past_speech() -> None:
+    """A word stretched over seconds, or a long pause between two words, is speech the decoding
+    skipped: the step ends at the word before, which the next step goes on from."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    from cpwhisperx import models
+    from cpwhisperx.engines.asr import batched
+    from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
+
+    model = FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
+                                compute_type="int8", cpu_threads=2, beam_size=1,
+                                batch_size=8).model
+    tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en")
+
+    def parts(*segments: list[tuple[str, float, float]]) -> list[dict]:
+        return [{"start": words[0][1], "end": words[-1][2], "words": [
+                    {"word": w, "start": s, "end": e, "probability": 0.9} for w, s, e in words],
+                 "tokens": tokenizer.encode("".join(w for w, *_ in words))}
+                for words in segments]
+
+    fine = parts([(" Welcome", 0.0, 0.4), (" back.", 0.4, 1.9)], [(" Stay", 3.2, 3.5)])
+    assert not batched._cut_at_skip(fine, tokenizer)
+    assert fine == parts([(" Welcome", 0.0, 0.4), (" back.", 0.4, 1.9)], [(" Stay", 3.2, 3.5)])
+    stretched = parts([(" Welcome", 0.0, 0.4), (" back", 0.4, 0.7), (" to", 0.7, 6.9),
+                       (" the", 6.9, 7.0)], [(" show.", 7.0, 7.5)])
+    assert batched._cut_at_skip(stretched, tokenizer)
+    assert stretched == parts([(" Welcome", 0.0, 0.4), (" back", 0.4, 0.7)])
+    assert tokenizer.decode(stretched[0]["tokens"]) == " Welcome back"
+    paused = parts([(" Stay", 0.0, 0.3), (" with", 0.3, 0.5), (" us.", 0.5, 0.9)],
+                   [(" Good", 13.1, 13.4), (" evening.", 13.4, 14.0)])
+    assert batched._cut_at_skip(paused, tokenizer)
+    assert paused == parts([(" Stay", 0.0, 0.3), (" with", 0.3, 0.5), (" us.", 0.5, 0.9)])
+    first = parts([(" Well", 0.0, 4.5), (" then.", 4.5, 5.0)])
+    assert not batched._cut_at_skip(first, tokenizer)  # nothing before it to end the step at
