@@ -147,11 +147,11 @@ def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, co
 def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
     bad = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-t", "en,xx")
     assert bad.returncode != 0 and "unknown language code 'xx'" in error_line(bad)
-    # No engine for en → hi without an LLM or IndicTrans2: said before any work is done.
+    # An engine that cannot do a pair: said before any work is done.
     missing = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-s", "en", "-t", "en,hi",
-                  env={"LLM_BASE_URL": "", "LLM_MODEL": ""})
+                  "--translator", "whisper")
     assert missing.returncode == 2
-    assert "no translation engine here for en → hi" in error_line(missing)
+    assert "Whisper translates only into English, not into hi" in error_line(missing)
     assert not list(tmp_path.rglob("job.json"))
     assert media.probe(clip("en_jfk")).fps is None  # audio only: 25 fps for frame gaps
 

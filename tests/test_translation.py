@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cpwhisperx import config, scripts, translation
-from cpwhisperx.engines.translate import llm
+from cpwhisperx.engines.translate import llama_server, llm
 from cpwhisperx.errors import ConfigError, CpwError
 from cpwhisperx.transcript import Segment, Transcript, Word
 
@@ -104,7 +104,9 @@ def _settings(**values: str) -> config.Settings:
                                 cli={k.upper(): v for k, v in values.items()})
 
 
-def test_engine_choice() -> None:
+def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the [llm] extra's small model, the last resort (tests/test_indictrans2.py).
+    monkeypatch.setattr(llama_server, "bundled_installed", lambda: False)
     assert translation.choose(_settings(source_language="hi"), source="hi",
                               target="en") == "whisper"
     with pytest.raises(ConfigError, match="no translation engine here for en → hi"):
