@@ -14,6 +14,10 @@ Whisper often stops a few seconds before the end of a step, so most windows end 
 seconds left over. Each would cost a whole 30-s encoding of its own: instead the leftovers of
 all windows are packed, a second of silence apart, into as few windows as hold them, and each
 word decoded there goes back to the window its leftover came from.
+
+Now and then a decoding goes past speech without writing it down: its word times then stretch
+a word, or leave a pause, over what it skipped, or it ends cleanly seconds before its audio does.
+The step is cut there, and the next one decodes the skipped speech.
 """
 
 import inspect
