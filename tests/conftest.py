@@ -43,6 +43,15 @@ def translate_jfk(out: Path, *args: str, env: dict[str, str] | None = None
     return cli(out, "translate", str(clip("en_jfk")), "-s", "en", "-t", "hi", *args, env=env)
 
 
+def translated_jfk(out: Path, proc: subprocess.CompletedProcess[str]) -> dict:
+    """The translate stage's meta of a finished ``translate_jfk`` run, its Hindi text checked
+    to be there."""
+    assert proc.returncode == 0, proc.stderr
+    root = job_root(out, job_of(proc))
+    assert (root / "outputs" / "en_jfk.hi.txt").read_text(encoding="utf-8").strip()
+    return json.loads((root / "manifest.json").read_text())["stages"]["translate"]["meta"]
+
+
 def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     """The one line a failure prints; no traceback anywhere."""
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hub_server import serve
 
-from conftest import error_line, job_of, job_root, translate_jfk
+from conftest import error_line, translate_jfk, translated_jfk
 from cpwhisperx import config, translation
 from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.errors import ConfigError, ModelNotFound
@@ -289,14 +289,10 @@ def test_engine_choice(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_indictrans2_in_the_translate_workflow_from_a_folder_and_from_the_hub(
         tmp_path: Path, tiny: Path) -> None:
-    proc = translate_jfk(tmp_path / "a", "--translator", "indictrans2",
-                         "--set", f"TRANSLATION_MODEL={tiny}")
-    assert proc.returncode == 0, proc.stderr
-    root = job_root(tmp_path / "a", job_of(proc))
-    meta = json.loads((root / "manifest.json").read_text())["stages"]["translate"]["meta"]
+    meta = translated_jfk(tmp_path / "a", translate_jfk(
+        tmp_path / "a", "--translator", "indictrans2", "--set", f"TRANSLATION_MODEL={tiny}"))
     assert meta["hi"]["engine"] == "indictrans2"
     assert meta["hi"]["segments"] == meta["sentences"] > 0
-    assert (root / "outputs" / "en_jfk.hi.txt").read_text(encoding="utf-8").strip()
 
     hub, cache = tmp_path / "hub", tmp_path / "cache"
     with serve({"test/indictrans2-en-indic-tiny": tiny}) as (url, requested):

@@ -74,6 +74,7 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                           language=language)
     suppress = get_suppressed_tokens(tokenizer, [-1])
     per_frame = model.feature_extractor.time_per_frame
+    step = model.feature_extractor.nb_max_frames  # 30 s
     features = [model.feature_extractor(audio)[..., :-1] for audio in audios]
     frames = [f.shape[-1] for f in features]
     found: list[list[Segment]] = [[] for _ in audios]
@@ -83,7 +84,7 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     reached = [0 if n else 1 for n in frames]  # mel frames decoded, for progress
     while pieces:
         log.debug("decoding %d windows together", len(pieces))
-        sizes = [min(3000, frames[p.window] - p.seek) for p in pieces]
+        sizes = [min(step, frames[p.window] - p.seek) for p in pieces]
         encoded = _encode(model, np.stack([pad_or_trim(features[p.window][:, p.seek:p.seek + n])
                                            for p, n in zip(pieces, sizes, strict=True)]))
         # CTranslate2 wants the prompts of a batch equally long: the same number of the last
@@ -133,7 +134,7 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             ends = [w["end"] for part in parts for w in part.get("words", ())]
             # As the sequential decoder does, and also where a step ended "cleanly" seconds
             # before its audio did: a lane holds speech only, so that is speech skipped too.
-            audio_end = min(piece.seek + 3000, frames[piece.window]) * per_frame
+            audio_end = min(piece.seek + step, frames[piece.window]) * per_frame
             if ends and ends[-1] > piece.seek * per_frame and (
                     not single_ending or audio_end - ends[-1] > SKIPPED_S):
                 seek = round(ends[-1] * model.frames_per_second)
