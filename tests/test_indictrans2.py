@@ -6,6 +6,7 @@ translate workflow from a local folder and from a Hugging Face Hub on loopback."
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -165,34 +166,69 @@ class Reference:
             -1, keepdims=True)) - logits.max(-1, keepdims=True)
 
     def greedy(self, source: list[str], steps: int) -> list[str]:
+        """Never <blank>: the checkpoint's code would give it no position (the engine
+        suppresses it, as fairseq did)."""
         names = {i: t for t, i in self.tgt.items()}
         out: list[str] = []
         for _ in range(steps):
-            best = int(self.log_probs(source, out)[-1].argmax())
+            scores = self.log_probs(source, out)[-1]
+            scores[self.tgt["<blank>"]] = -np.inf
+            best = int(scores.argmax())
             if best == 2:
                 break
             out.append(names[best])
         return out
 
 
-def test_converted_model_computes_what_the_checkpoint_does(tiny: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
-    monkeypatch.setenv("CPWHISPERX_CACHE", str(tmp_path))
-    converted = indictrans2.convert(tiny)
-    assert converted.is_relative_to(tmp_path) and (converted / "model.bin").is_file()
+def _assert_computes(folder: Path, reference: Reference) -> None:
+    """The checkpoint in ``folder``, converted, decodes and scores as ``reference`` does."""
+    converted = indictrans2.convert(folder)
     model = ctranslate2.Translator(str(converted), device="cpu", compute_type="float32")
-    pieces = spm.SentencePieceProcessor(model_file=str(tiny / "model.SRC"))
-    reference = Reference(tiny)
+    pieces = spm.SentencePieceProcessor(model_file=str(folder / "model.SRC"))
     for text in ("Where were you ?", "बिल्ली चटाई पर"):
         source = ["eng_Latn", "hin_Deva", *pieces.encode(text, out_type=str)]
-        ours = model.translate_batch([source], beam_size=1, max_decoding_length=6)[0]
+        ours = model.translate_batch([source], beam_size=1, max_decoding_length=6,
+                                     suppress_sequences=indictrans2.SUPPRESS)[0]
         assert ours.hypotheses[0] == reference.greedy(source, 6)
         # Every log-probability of the sequence, </s> included, and not only the argmax.
         scored = model.score_batch([source], [ours.hypotheses[0]])[0].log_probs
         expected = reference.log_probs(source, ours.hypotheses[0])
         ids = [reference.tgt[t] for t in ours.hypotheses[0]] + [2]
         assert np.allclose(scored, [expected[i, t] for i, t in enumerate(ids)], atol=1e-4)
+
+
+def test_converted_model_computes_what_the_checkpoint_does(tiny: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("CPWHISPERX_CACHE", str(tmp_path))
+    assert indictrans2.convert(tiny).is_relative_to(tmp_path)
+    _assert_computes(tiny, Reference(tiny))
+
+
+def test_a_tied_output_layer_is_read_under_either_name(tiny: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distilled models share the decoder's embedding with its output layer, and a
+    safetensors checkpoint keeps that tensor under one name or the other."""
+    monkeypatch.setenv("CPWHISPERX_CACHE", str(tmp_path / "cache"))
+    weights = safetensors_numpy.load_file(str(tiny / "model.safetensors"))
+    names = ("model.decoder.embed_tokens.weight", "lm_head.weight")
+    tied = weights.pop(names[1])
+    del weights[names[0]]
+    folders = {}
+    for kept in (names, names[:1], names[1:], ()):
+        folder = folders[kept] = tmp_path / str(len(folders)) / tiny.name
+        shutil.copytree(tiny, folder)
+        settings = json.loads((folder / "config.json").read_text())
+        settings["share_decoder_input_output_embed"] = True
+        (folder / "config.json").write_text(json.dumps(settings))
+        safetensors_numpy.save_file({**weights, **dict.fromkeys(kept, tied)},
+                                    str(folder / "model.safetensors"))
+    reference = Reference(folders[names])
+    for kept in (names[:1], names[1:]):
+        _assert_computes(folders[kept], reference)
+    with pytest.raises(ModelNotFound, match=r"has no weight 'model\.decoder\.embed_tokens\."
+                       r"weight': it is incomplete or not an IndicTrans2 checkpoint"):
+        indictrans2.convert(folders[()])
 
 
 def test_conversion_is_done_once_per_checkpoint(tiny: Path, tmp_path: Path,

@@ -45,6 +45,9 @@ REPOS: dict[str, str] = {
 FILES = ("config.json", "dict.SRC.json", "dict.TGT.json", "model.SRC", "model.TGT")
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 SPECIAL = frozenset({"<s>", "</s>", "<unk>", "<blank>"})  # never part of a translation
+# The checkpoints' code gives padding no position, so a <blank> fed back to the decoder would
+# shift every later position there and not in CTranslate2; fairseq never generates it either.
+SUPPRESS = [["<blank>"]]
 CONVERTER = 1  # bump when the conversion changes: converted models are rebuilt
 
 
@@ -156,7 +159,12 @@ def convert(folder: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        spec = _spec(config, _weights(weights), folder)
+        try:
+            spec = _spec(config, _weights(weights), folder)
+        except KeyError as exc:
+            raise ModelNotFound(f"{weights} has no weight {exc}: it is incomplete or not an "
+                                "IndicTrans2 checkpoint; delete it and download it again"
+                                ) from None
         spec.validate()
         spec.optimize(quantization=None)  # the checkpoint's float32; quantized when loaded
         tmp.mkdir()
@@ -227,6 +235,11 @@ def _spec(c: dict[str, Any], sd: dict[str, Any], folder: Path) -> Any:
             utils.fuse_linear(layer.linear[0], [q, k, v])
         linear(layer.linear[-1], f"{name}.out_proj")
 
+    if c.get("share_decoder_input_output_embed"):
+        # One tensor under two names (the distilled 200M models): a checkpoint saved as
+        # safetensors may keep either; where both are kept, loading it leaves lm_head's.
+        kept = "lm_head.weight" if "lm_head.weight" in sd else "model.decoder.embed_tokens.weight"
+        sd["lm_head.weight"] = sd["model.decoder.embed_tokens.weight"] = sd[kept]
     for side, part in (("encoder", spec.encoder), ("decoder", spec.decoder)):
         prefix, dim = f"model.{side}", c[f"{side}_embed_dim"]
         embeddings = part.embeddings[0] if isinstance(part.embeddings, list) else part.embeddings
@@ -248,8 +261,7 @@ def _spec(c: dict[str, Any], sd: dict[str, Any], folder: Path) -> Any:
             linear(layer.ffn.linear_0, f"{name}.fc1")
             linear(layer.ffn.linear_1, f"{name}.fc2")
             norm(layer.ffn.layer_norm, f"{name}.final_layer_norm")
-    spec.decoder.projection.weight = sd.get("lm_head.weight",
-                                            sd["model.decoder.embed_tokens.weight"])
+    spec.decoder.projection.weight = sd["lm_head.weight"]
     for side, register in (("SRC", spec.register_source_vocabulary),
                            ("TGT", spec.register_target_vocabulary)):
         ids = json.loads((folder / f"dict.{side}.json").read_text(encoding="utf-8"))
@@ -329,11 +341,13 @@ class IndicTrans2Translator:
             _, _, text = line.split(" ", 2)  # "src_tag tgt_tag text"
             pieces = self.source_pieces.encode(text, out_type=str)
             tokens.append([src, tgt, *pieces][:self.max_source - 1])  # room for </s>
-        # Each sentence's own length limit, so that a batch gives what one by one would.
-        limits = [min(self.max_target - 1, 2 * len(t) + 16) for t in tokens]
+        # The search runs to the model's own limit, as AI4Bharat's does, and the same for every
+        # batch, so that a batch gives what one by one would; a translation running past
+        # twice its source (a loop) is cut there.
+        limits = [2 * len(t) + 16 for t in tokens]
         results = self.translator.translate_batch(
             tokens, beam_size=self.beam_size, max_input_length=self.max_source,
-            max_decoding_length=max(limits))
+            max_decoding_length=self.max_target - 1, suppress_sequences=SUPPRESS)
         decoded = [self.target_pieces.decode_pieces(
             [p for p in r.hypotheses[0][:limit] if p not in SPECIAL])
             for r, limit in zip(results, limits, strict=True)]
