@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,14 @@ def cli(out: Path, *args: str, env: dict[str, str] | None = None, timeout: float
     return subprocess.run([sys.executable, "-m", "cpwhisperx", "--out", str(out), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env={**os.environ, **(env or {})}, check=False)
+
+
+def no_hub() -> dict[str, str]:
+    """Online as far as the settings go, but the Hub's address is a closed loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
 
 
 def translate_jfk(out: Path, *args: str, env: dict[str, str] | None = None

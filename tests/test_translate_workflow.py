@@ -3,14 +3,13 @@ engine against llama.cpp's server running the small Gemma GGUF on loopback, and 
 workflow's acceptance run (SRT and VTT per language, muxed soft tracks, burn-in, cache)."""
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import assert_times_valid, cli, clip, ffprobe_streams, job_of, job_root
+from conftest import assert_times_valid, cli, clip, ffprobe_streams, job_of, job_root, no_hub
 from cpwhisperx import scripts, translation
 from cpwhisperx.engines.translate import llama_server, llm
 from cpwhisperx.transcript import Transcript
@@ -54,13 +53,9 @@ def _gray_frame(path: Path, at: float) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(video["height"], video["width"]).astype(float)
 
 
-def _no_hub() -> dict[str, str]:
-    """Online as far as the settings go, but the Hub's address is a closed loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{port}",
-            "LLM_MODEL": "", "LLM_BASE_URL": ""}
+def _nothing_set_up() -> dict[str, str]:
+    """No LLM set up and no Hub to download IndicTrans2 from."""
+    return {**no_hub(), "LLM_MODEL": "", "LLM_BASE_URL": ""}
 
 
 def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: Path) -> None:
@@ -69,7 +64,7 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
     small model, on a llama-server the stage starts itself."""
     source = clip(FILM)
     proc = cli(tmp_path, "subtitle", str(source), "-t", "en,hi", "--burn-in", "hi",
-               env=_no_hub(), timeout=900)
+               env=_nothing_set_up(), timeout=900)
     assert proc.returncode == 0, proc.stderr
     root = job_root(tmp_path, job_of(proc))
     outputs = root / "outputs"
@@ -120,7 +115,7 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
     assert warned == (not fonts.strip())
 
     # Another job of the same film: every sentence comes from the translation cache.
-    again = cli(tmp_path, "translate", str(source), "-t", "hi", env=_no_hub(), timeout=600)
+    again = cli(tmp_path, "translate", str(source), "-t", "hi", env=_nothing_set_up(), timeout=600)
     assert again.returncode == 0, again.stderr
     meta = json.loads((job_root(tmp_path, job_of(again)) / "manifest.json").read_text())
     hi = meta["stages"]["translate"]["meta"]["hi"]

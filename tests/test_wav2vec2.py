@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from conftest import cli, clip, job_of, job_root  # noqa: E402
+from conftest import cli, clip, job_of, job_root, no_hub  # noqa: E402
 from cpwhisperx.engines.align import AlignmentFailed  # noqa: E402
 from cpwhisperx.engines.align.wav2vec2 import (  # noqa: E402
     Wav2Vec2Aligner,
@@ -218,13 +218,19 @@ def test_pipeline_aligns_with_wav2vec2_in_the_worker(tiny_model: Path, tmp_path:
     assert all(seg["words"] for seg in transcript["segments"])
 
 
-def test_auto_falls_back_when_the_ctc_model_is_not_downloaded(tmp_path: Path) -> None:
-    """auto picks wav2vec2 for Hindi; offline with an empty cache the job still finishes,
-    with Whisper's word times and the reason in the manifest."""
-    proc = cli(tmp_path, "transcribe", str(clip("en_jfk")), "-s", "hi",
-               env={"HF_HUB_CACHE": str(tmp_path / "empty-hub")})
+@pytest.mark.parametrize("offline", [True, False])
+def test_auto_falls_back_when_the_ctc_model_cannot_be_had(tmp_path: Path, offline: bool) -> None:
+    """auto picks wav2vec2 for Hindi. With an empty cache, and HF_HUB_OFFLINE set or no Hub
+    that answers, the job still finishes, with Whisper's word times and the reason in the
+    manifest; no worker waits on the network first."""
+    env = {"HF_HUB_CACHE": str(tmp_path / "empty-hub"), **({} if offline else no_hub())}
+    proc = cli(tmp_path, "transcribe", str(clip("en_jfk")), "-s", "hi", env=env)
     assert proc.returncode == 0, proc.stderr
     align = json.loads((job_root(tmp_path, job_of(proc)) / "manifest.json").read_text())[
         "stages"]["align"]
     assert align["backend"] == "whisper"
-    assert align["warnings"][0].startswith("fallback: wav2vec2: wav2vec2 alignment model")
+    why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face Hub cannot be reached"
+    assert align["warnings"][0] == (
+        "fallback: wav2vec2: wav2vec2 alignment model 'theainerd/Wav2Vec2-large-xlsr-hindi' is "
+        f"not in the Hugging Face cache and {why}: fetch it once online, or set ALIGNMENT_MODEL "
+        "to a local folder")

@@ -6,6 +6,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,23 @@ def hub_reachable() -> bool:
     """Whether the Hugging Face Hub (``HF_ENDPOINT``) answers at all, asked once per process:
     a default model to download is no choice on a machine that cannot reach it."""
     return _answers(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+
+
+def hub_cached(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bool:
+    """Whether the Hugging Face cache holds ``repo``'s ``files`` and one of its ``weights``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def has(name: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo, name), str)
+
+    return all(map(has, files)) and any(map(has, weights))
+
+
+def obtainable(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bool:
+    """Whether a default model from the Hub can be had now: it is cached, or can be downloaded
+    (not offline, and the Hub answers). A download that cannot happen is no default: trying
+    it costs half a minute of retries before the same fallback."""
+    return hub_cached(repo, files=files, weights=weights) or (not offline() and hub_reachable())
 
 
 @functools.cache

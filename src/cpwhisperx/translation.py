@@ -22,7 +22,7 @@ from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.languages import SPACELESS
-from cpwhisperx.models import default_model, hub_reachable, offline
+from cpwhisperx.models import default_model, obtainable
 from cpwhisperx.subtitles import SENTENCE_END, graphemes
 from cpwhisperx.transcript import Segment, Transcript, Word
 
@@ -166,8 +166,8 @@ def _indictrans2_fits(model: str, source: str, target: str) -> bool:
         return False
     if model and not indictrans2.is_indictrans2(model):
         return False
-    return indictrans2.installed() and (
-        bool(model) or indictrans2.cached(name) or (not offline() and hub_reachable()))
+    return indictrans2.installed() and (bool(model) or obtainable(
+        name, files=indictrans2.FILES, weights=indictrans2.WEIGHTS))
 
 
 class Cache:

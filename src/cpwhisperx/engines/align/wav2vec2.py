@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cpwhisperx import models
 from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
 from cpwhisperx.errors import CpwError, ModelNotFound
 from cpwhisperx.media import SAMPLE_RATE, WavReader
-from cpwhisperx.models import offline
 
 # WhisperX's defaults, as Hugging Face checkpoints (it takes en/fr/de/es/it from torchaudio;
 # these are the same fine-tuned weights: the "-ft-" VoxPopuli repos carry the CTC head).
@@ -35,6 +35,8 @@ DEFAULT_MODELS = {
     "ur": "kingabzpro/wav2vec2-large-xls-r-300m-Urdu",
     "te": "anuragshas/wav2vec2-large-xlsr-53-telugu",
 }
+FILES = ("config.json", "preprocessor_config.json", "vocab.json")  # what from_pretrained reads
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 PAD_S = 0.15  # ASR segment bounds are loose; a word cut at the edge would be squeezed to fit
 MIN_SAMPLES = 400  # the conv feature encoder's receptive field (25 ms): less gives no frame
 
@@ -54,6 +56,18 @@ def _load_error(name: str, part: str, exc: Exception, offline: bool) -> ModelNot
     return ModelNotFound(f"wav2vec2 alignment model {name!r} cannot be loaded ({reason}); {hint}")
 
 
+def check_obtainable(language: str, model: str) -> None:
+    """ModelNotFound, at once, for a Hub model that is not cached and cannot be downloaded now
+    (rather than after the worker has imported torch and transformers has retried)."""
+    name = model or DEFAULT_MODELS.get(language)
+    if name is None or Path(name).expanduser().is_dir() or \
+            models.obtainable(name, files=FILES, weights=WEIGHTS):
+        return
+    why = "HF_HUB_OFFLINE is set" if models.offline() else "the Hugging Face Hub cannot be reached"
+    raise ModelNotFound(f"wav2vec2 alignment model {name!r} is not in the Hugging Face cache and "
+                        f"{why}: fetch it once online, or set ALIGNMENT_MODEL to a local folder")
+
+
 class Wav2Vec2Aligner:
     name = "wav2vec2"
 
@@ -69,7 +83,7 @@ class Wav2Vec2Aligner:
             raise ModelNotFound(f"no default wav2vec2 alignment model for language {language!r}: "
                                 "give a wav2vec2 CTC model fine-tuned on it (Hugging Face id or "
                                 "local folder)")
-        local = offline()  # transformers reads HF_HUB_OFFLINE too; this makes it explicit
+        local = models.offline()  # transformers reads HF_HUB_OFFLINE too; this makes it explicit
         # The model first: its errors are the clearest (not cached, no weights in the folder).
         # Tokenizer and feature extractor separately, not Wav2Vec2Processor: repos that ship a
         # processor with a language model (pyctcdecode) still have both parts.

@@ -88,15 +88,6 @@ def installed() -> bool:
                for m in ("IndicTransToolkit", "sentencepiece", "safetensors", "ctranslate2"))
 
 
-def cached(repo: str) -> bool:
-    """Whether the Hugging Face cache already holds ``repo`` (no network)."""
-    try:
-        _download(repo, offline=True)
-    except Exception:
-        return False
-    return True
-
-
 def _check(folder: Path) -> Path:
     missing = [f for f in FILES if not (folder / f).is_file()]
     if not any((folder / w).is_file() for w in WEIGHTS):
