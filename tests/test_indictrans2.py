@@ -231,6 +231,27 @@ def test_a_tied_output_layer_is_read_under_either_name(tiny: Path, tmp_path: Pat
         indictrans2.convert(folders[()])
 
 
+def test_padding_is_never_generated(tiny: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint whose every step likes <blank> (padding) best still translates: it is
+    never generated, as the checkpoints' code would give it no position."""
+    monkeypatch.setenv("CPWHISPERX_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / tiny.name
+    shutil.copytree(tiny, folder)
+    weights = safetensors_numpy.load_file(str(folder / "model.safetensors"))
+    state = np.full(D, 0.5, np.float32)  # the decoder's every output, its last norm made so
+    weights["model.decoder.layer_norm.weight"] = np.zeros(D, np.float32)
+    weights["model.decoder.layer_norm.bias"] = state
+    head = weights["lm_head.weight"].copy()
+    head[1] = 5 * state  # <blank>, by far
+    head[[0, 2, 3]] = -state  # never <s>, </s> or <unk>: the text comes from the pieces
+    weights["lm_head.weight"] = head
+    safetensors_numpy.save_file(weights, str(folder / "model.safetensors"))
+    translator = indictrans2.IndicTrans2Translator(model=folder, device="cpu",
+                                                   compute_type="default", cpu_threads=1)
+    assert all(translator.translate(ENGLISH, source="en", target="hi", context=""))
+
+
 def test_conversion_is_done_once_per_checkpoint(tiny: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CPWHISPERX_CACHE", str(tmp_path))
@@ -331,18 +352,21 @@ def test_indictrans2_in_the_translate_workflow_from_a_folder_and_from_the_hub(
     assert meta["hi"]["segments"] == meta["sentences"] > 0
 
     hub, cache = tmp_path / "hub", tmp_path / "cache"
-    with serve({"test/indictrans2-en-indic-tiny": tiny}) as (url, requested):
-        # auto picks IndicTrans2 for the repo's name; a fresh cache converts it anew.
+    repo = indictrans2.REPOS["en-indic"]
+    with serve({repo: tiny}) as (url, requested):
+        # auto picks the pair's default model, as the Hub answers; a fresh cache converts it.
         env = {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "", "HF_ENDPOINT": url,
                "CPWHISPERX_CACHE": str(cache)}
-        online = translate_jfk(tmp_path / "b",
-                               "--set", "TRANSLATION_MODEL=test/indictrans2-en-indic-tiny",
-                               env=env)
-    assert online.returncode == 0, online.stderr
+        online = translated_jfk(tmp_path / "b", translate_jfk(tmp_path / "b", env=env))
+    assert online["hi"]["engine"] == "indictrans2" and online["hi"]["model"] == repo
     assert any(path.endswith("/model.safetensors") for path in requested)
-    assert list(cache.glob("indictrans2/indictrans2-en-indic-tiny-*/model.bin"))
+    assert list(cache.glob(f"indictrans2/{repo.split('/')[1]}-*/model.bin"))
+    # Offline, the model in the Hugging Face cache is the default all the same.
+    offline = translated_jfk(tmp_path / "c", translate_jfk(tmp_path / "c", env={
+        "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "CPWHISPERX_CACHE": str(tmp_path)}))
+    assert offline["hi"]["engine"] == "indictrans2" and offline["hi"]["translated"] > 0
 
-    missing = translate_jfk(tmp_path / "c", "--translator", "indictrans2",
+    missing = translate_jfk(tmp_path / "d", "--translator", "indictrans2",
                             "--set", "TRANSLATION_MODEL=test/absent", env={"HF_HUB_OFFLINE": "1"})
     assert missing.returncode == 1
     assert "IndicTrans2 model 'test/absent' not found" in error_line(missing)

@@ -17,10 +17,11 @@ from conftest import cli, clip, job_of, job_root, no_hub  # noqa: E402
 from cpwhisperx.engines.align import AlignmentFailed  # noqa: E402
 from cpwhisperx.engines.align.wav2vec2 import (  # noqa: E402
     Wav2Vec2Aligner,
+    check_obtainable,
     ctc_path,
     token_spans,
 )
-from cpwhisperx.errors import CpwError  # noqa: E402
+from cpwhisperx.errors import CpwError, ModelNotFound  # noqa: E402
 from cpwhisperx.media import SAMPLE_RATE  # noqa: E402
 
 JFK = ["and", "so", "my", "fellow", "americans", "ask", "not", "what", "your", "country",
@@ -216,6 +217,14 @@ def test_pipeline_aligns_with_wav2vec2_in_the_worker(tiny_model: Path, tmp_path:
     transcript = json.loads((root / "outputs" / "en_jfk.json").read_text())
     assert transcript["meta"]["word_times"] == "wav2vec2"
     assert all(seg["words"] for seg in transcript["segments"])
+
+
+def test_only_hub_models_are_checked_before_the_worker() -> None:
+    check_obtainable(language="hi", model="/mnt/nowhere/w2v-hi")  # a folder: the aligner says
+    check_obtainable(language="xx", model="")  # no default model: the aligner says
+    with pytest.raises(ModelNotFound, match="'nobody/w2v-hi' is not in the Hugging Face cache "
+                       "and HF_HUB_OFFLINE is set"):
+        check_obtainable(language="hi", model="nobody/w2v-hi")
 
 
 @pytest.mark.parametrize("offline", [True, False])

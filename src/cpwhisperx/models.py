@@ -94,7 +94,7 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "model.bin").is_file() and (path / "config.json").is_file()
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or (os.sep in name and Path(name).expanduser().exists())
 
 
@@ -108,7 +108,7 @@ def hub_reachable() -> bool:
     return _answers(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
 
 
-def hub_cached(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bool:
+def _hub_cached(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bool:
     """Whether the Hugging Face cache holds ``repo``'s ``files`` and one of its ``weights``."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -122,7 +122,7 @@ def obtainable(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bo
     """Whether a default model from the Hub can be had now: it is cached, or can be downloaded
     (not offline, and the Hub answers). A download that cannot happen is no default: trying
     it costs half a minute of retries before the same fallback."""
-    return hub_cached(repo, files=files, weights=weights) or (not offline() and hub_reachable())
+    return _hub_cached(repo, files=files, weights=weights) or (not offline() and hub_reachable())
 
 
 @functools.cache
@@ -139,7 +139,7 @@ def _answers(url: str) -> bool:
 def resolve(name: str) -> ModelRef:
     """Find ``name`` locally or download it; raise ModelNotFound saying what was tried."""
     tried: list[str] = []
-    if _looks_like_path(name):
+    if looks_like_path(name):
         path = Path(name).expanduser()
         if _is_model_dir(path):
             return ModelRef(name=path.name, path=path.resolve(), source="path")

@@ -99,10 +99,11 @@ def run(ctx: StageContext) -> StageResult:
             "model": ctx.settings.alignment_model,
             "transcript": str(asr.transcript_path(ctx.job))}
     try:
-        if name == "wav2vec2":
+        if name == "wav2vec2" and ctx.settings.alignment_backend == "auto":
             from cpwhisperx.engines.align import wav2vec2
 
-            wav2vec2.check_obtainable(transcript.language, ctx.settings.alignment_model)
+            wav2vec2.check_obtainable(language=transcript.language,
+                                      model=ctx.settings.alignment_model)
         used, warnings = isolation.run_chain(
             NAME, [(name, task)], result=out,
             timeout=ctx.settings.align_timeout_s or 60 + duration,

@@ -36,7 +36,8 @@ DEFAULT_MODELS = {
     "te": "anuragshas/wav2vec2-large-xlsr-53-telugu",
 }
 FILES = ("config.json", "preprocessor_config.json", "vocab.json")  # what from_pretrained reads
-WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+           "pytorch_model.bin.index.json")
 PAD_S = 0.15  # ASR segment bounds are loose; a word cut at the edge would be squeezed to fit
 MIN_SAMPLES = 400  # the conv feature encoder's receptive field (25 ms): less gives no frame
 
@@ -56,11 +57,12 @@ def _load_error(name: str, part: str, exc: Exception, offline: bool) -> ModelNot
     return ModelNotFound(f"wav2vec2 alignment model {name!r} cannot be loaded ({reason}); {hint}")
 
 
-def check_obtainable(language: str, model: str) -> None:
+def check_obtainable(*, language: str, model: str) -> None:
     """ModelNotFound, at once, for a Hub model that is not cached and cannot be downloaded now
-    (rather than after the worker has imported torch and transformers has retried)."""
+    (rather than after the worker has imported torch and transformers has retried). A folder,
+    there or not, is for the aligner to check."""
     name = model or DEFAULT_MODELS.get(language)
-    if name is None or Path(name).expanduser().is_dir() or \
+    if name is None or models.looks_like_path(name) or \
             models.obtainable(name, files=FILES, weights=WEIGHTS):
         return
     why = "HF_HUB_OFFLINE is set" if models.offline() else "the Hugging Face Hub cannot be reached"

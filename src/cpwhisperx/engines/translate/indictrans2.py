@@ -150,12 +150,7 @@ def convert(folder: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        try:
-            spec = _spec(config, _weights(weights), folder)
-        except KeyError as exc:
-            raise ModelNotFound(f"{weights} has no weight {exc}: it is incomplete or not an "
-                                "IndicTrans2 checkpoint; delete it and download it again"
-                                ) from None
+        spec = _spec(config, _weights(weights), folder)
         spec.validate()
         spec.optimize(quantization=None)  # the checkpoint's float32; quantized when loaded
         tmp.mkdir()
@@ -175,20 +170,33 @@ def convert(folder: Path) -> Path:
     return out
 
 
-def _weights(path: Path) -> dict[str, Any]:
+class _Tensors(dict[str, Any]):
+    """A checkpoint's tensors by name; a missing one is a one-line error naming it."""
+
+    def __init__(self, path: Path, tensors: dict[str, Any]) -> None:
+        super().__init__(tensors)
+        self.path = path
+
+    def __missing__(self, name: str) -> Any:
+        raise ModelNotFound(f"{self.path} has no weight {name!r}: it is incomplete or not an "
+                            "IndicTrans2 checkpoint; download it again, or set "
+                            "TRANSLATION_MODEL to a complete one")
+
+
+def _weights(path: Path) -> _Tensors:
     import numpy as np
 
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
 
-        return {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+        return _Tensors(path, {k: v.astype(np.float32) for k, v in load_file(str(path)).items()})
     try:
         import torch
     except ImportError:
         raise EngineUnavailable(f"{path} can only be read with torch: install torch, or use a "
                                 "copy of the model with model.safetensors") from None
     state = torch.load(str(path), map_location="cpu", weights_only=True)
-    return {k: v.float().numpy() for k, v in state.items()}
+    return _Tensors(path, {k: v.float().numpy() for k, v in state.items()})
 
 
 def _spec(c: dict[str, Any], sd: dict[str, Any], folder: Path) -> Any:
@@ -333,8 +341,8 @@ class IndicTrans2Translator:
             pieces = self.source_pieces.encode(text, out_type=str)
             tokens.append([src, tgt, *pieces][:self.max_source - 1])  # room for </s>
         # The search runs to the model's own limit, as AI4Bharat's does, and the same for every
-        # batch, so that a batch gives what one by one would; a translation running past
-        # twice its source (a loop) is cut there.
+        # batch, so that a batch gives what one by one would (a sentence caught in a loop keeps
+        # its batch decoding to that limit); a translation past twice its source is cut there.
         limits = [2 * len(t) + 16 for t in tokens]
         results = self.translator.translate_batch(
             tokens, beam_size=self.beam_size, max_input_length=self.max_source,
