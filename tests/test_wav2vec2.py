@@ -225,6 +225,8 @@ def test_only_hub_models_are_checked_before_the_worker() -> None:
     with pytest.raises(ModelNotFound, match="'nobody/w2v-hi' is not in the Hugging Face cache "
                        "and HF_HUB_OFFLINE is set"):
         check_obtainable(language="hi", model="nobody/w2v-hi")
+    with pytest.raises(ModelNotFound, match="'not a repo id' is not in the Hugging Face cache"):
+        check_obtainable(language="hi", model="not a repo id")
 
 
 @pytest.mark.parametrize("offline", [True, False])

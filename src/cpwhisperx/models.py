@@ -113,7 +113,10 @@ def _hub_cached(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> b
     from huggingface_hub import try_to_load_from_cache
 
     def has(name: str) -> bool:
-        return isinstance(try_to_load_from_cache(repo, name), str)
+        try:
+            return isinstance(try_to_load_from_cache(repo, name), str)
+        except ValueError:  # not a repo id: the download would say so
+            return False
 
     return all(map(has, files)) and any(map(has, weights))
 
