@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import cli, clip, error_line, ffprobe_streams, job_of, job_root
-from cpwhisperx import evaluation, media, subtitles
+from cpwhisperx import evaluation, linebreaks, media, subtitles
 from cpwhisperx.transcript import Segment, Word
 
 VOCABULARY = ["the", "a", "house", "and", "river", "Anna", "said,", "quickly.", "with",
@@ -102,6 +102,41 @@ def test_line_breaks_follow_the_style_guide() -> None:
                                           "neighbours watched us")], language="en", style=style)
     assert event.lines == ("We carried the heavy boxes up the stairs",
                            "and the neighbours watched us")
+
+
+@pytest.mark.parametrize("language,text,why", [
+    ("en", "We watched the | old film together.", "an article and its noun"),
+    ("en", "We watched the old | film together.", "an adjective and its noun"),
+    ("en", "I think that | film was the best one.", "an article and its noun"),
+    ("en", "Yesterday Maria | Gonzalez opened the scoring.", "a name"),
+    ("en", "After the match they | went home.", "a subject pronoun and its verb"),
+    ("en", "The bridge will | stay closed until Thursday.", "a verb and its auxiliary"),
+    ("en", "She did not | give up on her plan.", "a verb and its negation"),
+    ("en", "She never gave | up on her plan.", "a verb and its particle"),
+    ("en", "You should really ask | yourself what matters.", "a verb and its reflexive pronoun"),
+    ("en", "He quickly ran | up the stairs to the roof.", None),  # a preposition, not a particle
+    ("en", "The council says | that the bridge will stay closed.", None),
+    ("en", "Commuters are being asked | to use the ferry.", None),
+    ("hi", "कल शाम मैं | बाज़ार गया था", "after 'मैं'"),
+    ("hi", "कल शाम मैं बाज़ार गया | और सब्ज़ी ख़रीदी", None),
+])
+def test_line_breaks_are_judged_in_their_sentence(language, text, why) -> None:
+    before, after = (part.split() for part in text.split(" | "))
+    joint = linebreaks.joints([*before, *after], language)[len(before)]
+    assert (joint.bad is None) == (why is None)
+    assert why is None or why in joint.bad
+    if why is None and after[0] in ("up", "that", "और"):
+        assert joint.opening  # a preposition or a conjunction: the best place for a break
+
+
+def test_check_reads_line_breaks_across_events() -> None:
+    style = subtitles.Style(fps=25.0)
+    events = [subtitles.Event(0.0, 3.5, ("We crossed the river, and she did not",
+                                         "give up on her plan.")),
+              subtitles.Event(4.0, 6.0, ("Then he walked", "into the kitchen."))]
+    report = subtitles.check(events, style, language="en")
+    assert [(f["event"], f["why"]) for f in report.failures] == [
+        (1, {"line_break": "line broken between 'not' and 'give' (a verb and its negation)"})]
 
 
 ENGLISH = [i for i in evaluation.items() if i.language == "en" and i.text

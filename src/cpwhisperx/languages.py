@@ -33,3 +33,5 @@ TEXT_LANGUAGES: dict[str, str] = {
 LANGUAGES: dict[str, str] = {**WHISPER_LANGUAGES, **TEXT_LANGUAGES}
 # Written without spaces between words: text is joined and counted by character.
 SPACELESS = frozenset({"zh", "ja", "th", "lo", "my", "yue", "bo", "km"})
+# Marks that end a sentence, in the scripts subtitles are written in.
+SENTENCE_END = (".", "?", "!", "…", "।", "॥", "。", "\uff1f", "\uff01")

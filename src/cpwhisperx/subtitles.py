@@ -17,13 +17,9 @@ from typing import Any
 
 import regex
 
-from cpwhisperx.languages import SPACELESS
+from cpwhisperx import linebreaks
+from cpwhisperx.languages import SENTENCE_END, SPACELESS
 from cpwhisperx.transcript import Segment, Word
-
-
-def _set(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
 
 # Reading speed, characters per second: (adults, children). Netflix's general guide gives 20
 # and 17; the others are the per-language limits of Subtitle Edit's Netflix quality check
@@ -34,25 +30,6 @@ READING_SPEED: dict[str, tuple[float, float]] = {
 # Characters per line: 42 in Netflix's guides for most languages (Hindi included); its
 # Japanese (horizontal), Korean and Chinese guides set these.
 LINE_CHARS: dict[str, int] = {"default": 42, "ja": 13, "ko": 16, "zh": 16}
-SENTENCE_END = ("।", "॥", ".", "?", "!", "…", "。", "\uff1f", "\uff01")
-# Never break a line or an event right after these (article + noun, pronoun + verb, ...) ...
-NO_BREAK_AFTER: dict[str, frozenset[str]] = {
-    "en": _set("a an the this that these those my your his her its our their i you he "
-               "she we they it mr mrs ms dr to not no very more most"),
-    "hi": _set("मैं तुम आप हम वह वे यह ये मेरा मेरी तेरा तेरी उसका उसकी न नहीं मत"),
-}
-# ... or right before these (postpositions and auxiliaries that close a phrase).
-NO_BREAK_BEFORE: dict[str, frozenset[str]] = {
-    "en": frozenset(),
-    "hi": _set("है हैं था थे थी हो का की के को में से पर ने तक भी ही"),
-}
-# Good places to start a new line or event.
-BREAK_BEFORE: dict[str, frozenset[str]] = {
-    "en": _set("and but or so because although though while when if unless until that "
-               "which who where after before since for with without about from into "
-               "at on in of by over under through"),
-    "hi": _set("और लेकिन कि या तो क्योंकि जब अगर जबकि फिर"),
-}
 PAUSE_S = 1.0  # a silence this long inside an event is a missed place to end it
 RULES = ("characters_per_line", "lines", "reading_speed", "min_duration", "max_duration",
          "frame_gap", "line_break")
@@ -118,10 +95,6 @@ def reading_chars(lines: Sequence[str]) -> int:
     return graphemes(" ".join(lines))
 
 
-def _key(word: str) -> str:
-    return regex.sub(r"[^\p{L}\p{M}\p{N}']+", "", word).lower()
-
-
 class _Words:
     """The words of a language, with what the rules need to know about each joint."""
 
@@ -130,10 +103,8 @@ class _Words:
         self.words = [w for w in words if w.text.strip()]
         self.segment_ends = segment_ends  # indices of words that end an ASR segment
         self.joiner = "" if language in SPACELESS else " "
-        self.no_after = NO_BREAK_AFTER.get(language, frozenset())
-        self.no_before = NO_BREAK_BEFORE.get(language, frozenset())
-        self.good_before = BREAK_BEFORE.get(language, frozenset())
         self.texts = [w.text.strip() for w in self.words]
+        self.syntax = linebreaks.joints(self.texts, language)
         self.prefix = [0]  # characters before each word, so a width costs O(1)
         for text in self.texts:
             self.prefix.append(self.prefix[-1] + graphemes(text))
@@ -148,27 +119,19 @@ class _Words:
 
     def bad_joint(self, k: int) -> str | None:
         """Why a break between word k-1 and word k is not allowed, if it is not."""
-        before, after = self.texts[k - 1], self.texts[k]
-        if before.endswith((",", ";", ":", "-", "—", *SENTENCE_END)):
+        if self.texts[k - 1].endswith((",", ";", ":", "-", "—", *SENTENCE_END)):
             return None
-        if _key(before) in self.no_after:
-            return f"after {before!r}"
-        if _key(after) in self.no_before:
-            return f"before {after!r}"
-        if before[:1].isupper() and after[:1].isupper() and k - 1 > 0 and \
-                not self.texts[k - 2].endswith(SENTENCE_END):
-            return f"inside the name {before} {after}"
-        return None
+        return self.syntax[k].bad
 
     def _joint_cost(self, k: int) -> float:
-        before, after = self.texts[k - 1], self.texts[k]
+        before = self.texts[k - 1]
         if before.endswith(SENTENCE_END):
             return 0.0
         if self.bad_joint(k):  # even where a segment ends: Whisper also ends some mid-phrase
             return 8.0
         if before.endswith((",", ";", ":", "-", "—")) or k - 1 in self.segment_ends:
             return 0.5  # Whisper mostly ends a segment where a sentence ends, punctuated or not
-        return 1.0 if _key(after) in self.good_before else 2.5
+        return 1.0 if self.syntax[k].opening else 2.5
 
 
 def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...], float] | None:
@@ -260,6 +223,11 @@ def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
     passed = dict.fromkeys(RULES, 0)
     failures: list[dict[str, Any]] = []
     all_rules = 0
+    # All the text at once, so that each line break is judged within its sentence.
+    spaced = language not in SPACELESS
+    split = [" ".join(e.lines).split() if spaced else [] for e in items]
+    syntax = _Words([Word(0, 0, t) for ts in split for t in ts], language)
+    at = 0  # words before the event
     for index, event in enumerate(items):
         why: dict[str, str] = {}
         widest = max((graphemes(line) for line in event.lines), default=0)
@@ -278,10 +246,10 @@ def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
         if index + 1 < len(items) and items[index + 1].start - event.end < style.gap - 1e-6:
             why["frame_gap"] = (f"{items[index + 1].start - event.end:.3f} s to the next event "
                                 f"< {style.min_gap_frames} frames at {style.fps:g} fps")
-        if len(event.lines) > 1 and language not in SPACELESS:
-            split = _Words([Word(0, 0, t) for t in " ".join(event.lines).split(" ")], language)
-            if reason := split.bad_joint(len(event.lines[0].split(" "))):
-                why["line_break"] = f"line broken {reason}"
+        if len(event.lines) > 1 and spaced and \
+                (reason := syntax.bad_joint(at + len(event.lines[0].split()))):
+            why["line_break"] = f"line broken {reason}"
+        at += len(split[index])
         for rule in RULES:
             passed[rule] += rule not in why
         all_rules += not why

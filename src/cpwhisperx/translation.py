@@ -21,9 +21,9 @@ from cpwhisperx.config import Settings
 from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
-from cpwhisperx.languages import SPACELESS
+from cpwhisperx.languages import SENTENCE_END, SPACELESS
 from cpwhisperx.models import default_model, obtainable
-from cpwhisperx.subtitles import SENTENCE_END, graphemes
+from cpwhisperx.subtitles import graphemes
 from cpwhisperx.transcript import Segment, Transcript, Word
 
 PAUSE_S = 1.0  # a pause this long after an unpunctuated segment ends its sentence
