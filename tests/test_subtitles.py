@@ -66,9 +66,31 @@ def test_styles_follow_each_language_preset_unless_set() -> None:
     assert subtitles.style_for("ja", fps=None).max_chars == 13
     assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_chars == 20
     assert subtitles.style_for("ja", fps=None, max_chars=20, max_cps=6).max_cps == 6
-    assert config.load_settings(job_file=None, cli={}).subtitle_max_chars == 0  # the preset
+    assert config.load_settings(job_file=None, cli={}).subtitle_limits("hi") == (0, 0.0)
     with pytest.raises(config.ConfigError, match=r"SUBTITLE_MAX_CHARS.*0 .the language's preset"):
         config.load_settings(job_file=None, cli={"SUBTITLE_MAX_CHARS": "5"})
+
+
+def test_subtitle_limits_are_set_per_language() -> None:
+    from cpwhisperx import config
+
+    settings = config.load_settings(job_file=None, cli={"SUBTITLE_MAX_CHARS": "HI:38, 40",
+                                                        "SUBTITLE_MAX_CPS": "hi:17.5"})
+    assert (settings.subtitle_max_chars, settings.subtitle_max_cps) == ("40,hi:38", "0,hi:17.5")
+    assert settings.subtitle_limits("hi") == (38, 17.5)
+    assert settings.subtitle_limits("en") == (40, 0.0)  # 0: the language's reading speed
+    # The canonical text reads back to the same settings, as a job's .env.pipeline does.
+    again = config.load_settings(job_file=None, cli=settings.to_env())
+    assert again.subtitle_limits("hi") == (38, 17.5)
+    # Old job files wrote a bare number.
+    assert config.load_settings(job_file=None, cli={"SUBTITLE_MAX_CPS": "0.0"}).subtitle_limits(
+        "en") == (0, 0.0)
+    for key, value, why in [("SUBTITLE_MAX_CHARS", "xx:40", "unknown language code 'xx'"),
+                            ("SUBTITLE_MAX_CHARS", "hi:40.5", "10 to 100 characters"),
+                            ("SUBTITLE_MAX_CPS", "hi:fast", "1 to 100 characters per second"),
+                            ("SUBTITLE_MAX_CPS", "500", "1 to 100 characters per second")]:
+        with pytest.raises(config.ConfigError, match=f"{key}=.*{why}"):
+            config.load_settings(job_file=None, cli={key: value})
 
 
 def test_check_names_each_broken_rule() -> None:
@@ -177,6 +199,17 @@ def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, co
     assert abs(after_duration - before_duration) <= 0.1
     (track,) = [s for s in after if s["codec_type"] == "subtitle"]
     assert track["codec_name"] == codec and track["tags"]["language"] == "eng"
+
+    # A line length set for English alone: the subtitles are made again, the speech is not.
+    root = job_root(tmp_path, job_of(proc))
+    asr = (root / "04_asr" / "transcript.json").stat().st_mtime_ns
+    rerun = cli(tmp_path, "run", "-j", job_of(proc), "--set", "SUBTITLE_MAX_CHARS=en:30,hi:20")
+    assert rerun.returncode == 0, rerun.stderr
+    assert (root / "04_asr" / "transcript.json").stat().st_mtime_ns == asr
+    report = json.loads((root / "09_subtitles" / "en.conformance.json").read_text())
+    assert report["style"]["max_chars"] == 30
+    cues = (outputs / f"{name}.en.srt").read_text().split("\n\n")
+    assert all(subtitles.graphemes(line) <= 30 for cue in cues for line in cue.splitlines()[2:])
 
 
 def test_subtitle_targets_are_checked(tmp_path: Path) -> None:

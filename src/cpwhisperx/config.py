@@ -63,8 +63,9 @@ class Settings(BaseModel):
     llm_context_chars: int = Field(4000, ge=0, le=200_000)
     llm_timeout_s: float = Field(120.0, gt=0.0)
     subtitle_audience: Literal["adult", "children"] = "adult"
-    subtitle_max_chars: int = Field(0, ge=0, le=100)  # 0: the language's preset
-    subtitle_max_cps: float = Field(0.0, ge=0.0)
+    # "0" (the language's preset), a limit for every language, or per language: "40,hi:38"
+    subtitle_max_chars: str = "0"
+    subtitle_max_cps: str = "0"
     burn_in: str = ""  # one subtitle language drawn into the picture, as well as the soft tracks
 
     @field_validator("whisper_backend", mode="before")
@@ -94,10 +95,18 @@ class Settings(BaseModel):
 
     @field_validator("subtitle_max_chars")
     @classmethod
-    def _line_chars(cls, value: int) -> int:
-        if 0 < value < 10:
-            raise ValueError("expected 0 (the language's preset) or 10 to 100 characters")
-        return value
+    def _line_chars(cls, value: str) -> str:
+        return _limits(value, low=10, high=100, unit="characters", whole=True)
+
+    @field_validator("subtitle_max_cps")
+    @classmethod
+    def _reading_speed(cls, value: str) -> str:
+        return _limits(value, low=1, high=100, unit="characters per second", whole=False)
+
+    def subtitle_limits(self, language: str) -> tuple[int, float]:
+        """Characters per line and reading speed set for a language; 0 for its preset."""
+        chars = _limit_for(self.subtitle_max_chars, language)
+        return int(chars), _limit_for(self.subtitle_max_cps, language)
 
     @model_validator(mode="after")
     def _burn_in(self) -> "Settings":
@@ -134,6 +143,37 @@ class Settings(BaseModel):
 
 
 KEYS = tuple(name.upper() for name in Settings.model_fields)
+
+
+def _limits(value: str, *, low: float, high: float, unit: str, whole: bool) -> str:
+    """A per-language limit, ``40,hi:38``: a number for every language, ``code:number`` for
+    one; 0 or nothing leaves the language's preset. Returned in a canonical form."""
+    allowed = (f"expected 0 (the language's preset), {low:g} to {high:g} {unit}, or limits per "
+               "language such as 40,hi:38")
+    limits: dict[str, float] = {}
+    for item in (i.strip() for i in value.split(",") if i.strip()):
+        language, _, number = item.rpartition(":")
+        language = language.strip().lower() or "*"
+        if language != "*" and language not in LANGUAGES:
+            raise ValueError(f"unknown language code {language!r} in {item!r}: {allowed}")
+        try:
+            limit = float(number)
+        except ValueError:
+            raise ValueError(allowed) from None
+        if (limit and not low <= limit <= high) or (whole and not limit.is_integer()):
+            raise ValueError(allowed)
+        limits[language] = limit
+    every = limits.pop("*", 0.0)
+    return ",".join([f"{every:g}", *(f"{code}:{limit:g}" for code, limit in limits.items())])
+
+
+def _limit_for(value: str, language: str) -> float:
+    every, *own = value.split(",")
+    for item in own:
+        code, number = item.split(":")
+        if code == language:
+            return float(number)
+    return float(every)
 
 
 def _to_text(value: object) -> str:

@@ -34,8 +34,9 @@ def run(ctx: StageContext) -> StageResult:
     for language in s.targets or [transcript.language]:
         source = (transcript if language == transcript.language else Transcript.from_dict(
             fsutil.read_json(translate.transcript_path(ctx.job, language))))
+        max_chars, max_cps = s.subtitle_limits(language)
         style = subtitles.style_for(language, fps=fps, children=s.subtitle_audience == "children",
-                                    max_chars=s.subtitle_max_chars, max_cps=s.subtitle_max_cps)
+                                    max_chars=max_chars, max_cps=max_cps)
         events = subtitles.events(source.segments, language=language, style=style)
         report = subtitles.check(events, style, language=language)
         cues = [(e.start, e.end, e.text) for e in events]
