@@ -126,6 +126,15 @@ def test_line_breaks_follow_the_style_guide() -> None:
                            "and the neighbours watched us")
 
 
+def test_a_new_sentence_starts_a_line() -> None:
+    # One event would hold it all on two lines, with the question ending inside the first.
+    events = subtitles.events([_segment("Where were you last night? I waited at the station "
+                                        "until the last train left.")],
+                              language="en", style=subtitles.Style())
+    assert [e.lines for e in events] == [("Where were you last night?",),
+                                         ("I waited at the station", "until the last train left.")]
+
+
 @pytest.mark.parametrize("language,text,why", [
     ("en", "We watched the | old film together.", "an article and its noun"),
     ("en", "We watched the old | film together.", "an adjective and its noun"),

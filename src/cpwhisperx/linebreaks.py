@@ -60,7 +60,7 @@ class Joint:
 
 def joints(texts: Sequence[str], language: str) -> list[Joint]:
     """The joint before each word: ``joints(...)[k]`` lies between ``texts[k-1]`` and
-    ``texts[k]`` (index 0, before the first word, is always free)."""
+    ``texts[k]`` (index 0, before the first word, is never bad)."""
     if language in PARSERS and texts:
         return _parsed(texts, _parser(PARSERS[language]))
     return _listed(texts, language)
@@ -86,7 +86,7 @@ def _parsed(texts: Sequence[str], nlp: Any) -> list[Joint]:
     opening = [False] * len(texts)
     for token in doc:
         first = word_of[token.i]
-        if first and (token.i == 0 or word_of[token.i - 1] != first):  # a word's first token
+        if token.i == 0 or word_of[token.i - 1] != first:  # a word's first token
             opening[first] = token.dep_ in OPENING_RELATIONS or token.tag_ in OPENING_TAGS
         what = _bond(token)
         if what is None:
@@ -122,7 +122,7 @@ def _listed(texts: Sequence[str], language: str) -> list[Joint]:
     no_after = NO_BREAK_AFTER.get(language, frozenset())
     no_before = NO_BREAK_BEFORE.get(language, frozenset())
     good_before = BREAK_BEFORE.get(language, frozenset())
-    out = [Joint()]
+    out = [Joint(opening=bool(texts) and _key(texts[0]) in good_before)]
     for k in range(1, len(texts)):
         before, after = texts[k - 1], texts[k]
         bad = None

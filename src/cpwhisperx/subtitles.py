@@ -31,6 +31,7 @@ READING_SPEED: dict[str, tuple[float, float]] = {
 # Japanese (horizontal), Korean and Chinese guides set these.
 LINE_CHARS: dict[str, int] = {"default": 42, "ja": 13, "ko": 16, "zh": 16}
 PAUSE_S = 1.0  # a silence this long inside an event is a missed place to end it
+MID_LINE = 1.5  # the cost of a sentence ending inside a line: a new one reads best on its own
 RULES = ("characters_per_line", "lines", "reading_speed", "min_duration", "max_duration",
          "frame_gap", "line_break")
 
@@ -106,8 +107,10 @@ class _Words:
         self.texts = [w.text.strip() for w in self.words]
         self.syntax = linebreaks.joints(self.texts, language)
         self.prefix = [0]  # characters before each word, so a width costs O(1)
+        self.ends = [0]  # sentences ended before each word, likewise
         for text in self.texts:
             self.prefix.append(self.prefix[-1] + graphemes(text))
+            self.ends.append(self.ends[-1] + text.endswith(SENTENCE_END))
         # The cost of a break before word k, computed once: the search asks for it often.
         self.joint = [0.0] + [self._joint_cost(k) for k in range(1, len(self.texts))]
 
@@ -116,6 +119,10 @@ class _Words:
 
     def width(self, i: int, j: int) -> int:
         return self.prefix[j] - self.prefix[i] + len(self.joiner) * (j - i - 1)
+
+    def sentence_ends(self, i: int, j: int) -> int:
+        """Sentences ending inside words i..j-1, not at its end."""
+        return self.ends[j - 1] - self.ends[i] if j > i else 0
 
     def bad_joint(self, k: int) -> str | None:
         """Why a break between word k-1 and word k is not allowed, if it is not."""
@@ -131,13 +138,15 @@ class _Words:
             return 8.0
         if before.endswith((",", ";", ":", "-", "—")) or k - 1 in self.segment_ends:
             return 0.5  # Whisper mostly ends a segment where a sentence ends, punctuated or not
+        if self.syntax[k - 1].opening:
+            return 4.0  # a conjunction or preposition left hanging at the end of a line
         return 1.0 if self.syntax[k].opening else 2.5
 
 
 def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...], float] | None:
     """The best lines for words i..j-1 and their cost; None when they cannot fit."""
     if words.width(i, j) <= style.max_chars:
-        return (words.join(i, j),), 0.0
+        return (words.join(i, j),), MID_LINE * words.sentence_ends(i, j)
     if style.max_lines < 2:
         return None
     best: tuple[tuple[str, ...], float] | None = None
@@ -146,7 +155,8 @@ def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...
         if top > style.max_chars or bottom > style.max_chars:
             continue
         # Balanced lines read best; a slightly shorter top line (a pyramid) is the tie-break.
-        cost = words.joint[k] + 0.03 * abs(top - bottom) + (0.01 if top > bottom else 0.0)
+        cost = words.joint[k] + 0.03 * abs(top - bottom) + (0.01 if top > bottom else 0.0) + \
+            MID_LINE * (words.sentence_ends(i, k) + words.sentence_ends(k, j))
         if best is None or cost < best[1]:
             best = ((words.join(i, k), words.join(k, j)), cost)
     return best
