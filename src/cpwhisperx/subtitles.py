@@ -122,7 +122,7 @@ class _Words:
 
     def sentence_ends(self, i: int, j: int) -> int:
         """Sentences ending inside words i..j-1, not at its end."""
-        return self.ends[j - 1] - self.ends[i] if j > i else 0
+        return self.ends[j - 1] - self.ends[i]
 
     def bad_joint(self, k: int) -> str | None:
         """Why a break between word k-1 and word k is not allowed, if it is not."""
