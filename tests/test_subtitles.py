@@ -178,6 +178,14 @@ def test_long_text_is_parsed_in_pieces_of_whole_sentences() -> None:
     assert len(linebreaks._pieces(["word"] * 5000)) > 1
 
 
+def test_a_missing_parser_is_named_with_what_to_install() -> None:
+    from cpwhisperx.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match=r"en_core_web_nothing cannot be loaded .*pip install "
+                                            r"--force-reinstall en-core-web-nothing spacy"):
+        linebreaks._parser("en_core_web_nothing")
+
+
 def test_check_reads_line_breaks_across_events() -> None:
     style = subtitles.Style(fps=25.0)
     events = [subtitles.Event(0.0, 3.5, ("We crossed the river, and she did not",

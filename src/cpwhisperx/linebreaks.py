@@ -18,6 +18,7 @@ from typing import Any
 
 import regex
 
+from cpwhisperx.errors import ModelNotFound, reason
 from cpwhisperx.languages import SENTENCE_END
 
 # Dependency parsers by language: spaCy pipelines shipped as Python packages.
@@ -70,10 +71,15 @@ def joints(texts: Sequence[str], language: str) -> list[Joint]:
 
 @functools.cache
 def _parser(name: str) -> Any:
-    import spacy
+    try:
+        import spacy
 
-    # The tagger and the parser are all the rules need; named entities and lemmas are not.
-    return spacy.load(name, exclude=["ner", "lemmatizer"])
+        # The tagger and the parser are all the rules need; named entities and lemmas are not.
+        return spacy.load(name, exclude=["ner", "lemmatizer"])
+    except (ImportError, OSError) as exc:
+        raise ModelNotFound(f"the subtitle line-break parser {name} cannot be loaded "
+                            f"({reason(exc)}): pip install --force-reinstall "
+                            f"{name.replace('_', '-')} spacy") from None
 
 
 def _parsed(texts: Sequence[str], nlp: Any) -> list[Joint]:
