@@ -48,6 +48,10 @@ def test_events_keep_every_word_in_place_and_fit_the_lines(segments, language) -
         assert event.end - event.start <= style.max_duration + 1e-6
         if following is not None:
             assert following.start >= event.end + style.gap - 1e-6
+            # Chained: a gap of half a second or less is closed to the two frames.
+            assert following.start - event.end <= style.gap + 0.0011 or \
+                following.start - event.end > subtitles.CHAIN_S or \
+                event.end - event.start >= style.max_duration - 0.0011
 
 
 def test_graphemes_count_devanagari_as_read() -> None:

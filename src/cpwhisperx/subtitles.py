@@ -31,6 +31,7 @@ READING_SPEED: dict[str, tuple[float, float]] = {
 # Japanese (horizontal), Korean and Chinese guides set these.
 LINE_CHARS: dict[str, int] = {"default": 42, "ja": 13, "ko": 16, "zh": 16}
 PAUSE_S = 1.0  # a silence this long inside an event is a missed place to end it
+CHAIN_S = 0.5  # a gap this short between two events is closed to the minimum (two frames)
 MID_LINE = 1.5  # the cost of a sentence ending inside a line: a new one reads best on its own
 RULES = ("characters_per_line", "lines", "reading_speed", "min_duration", "max_duration",
          "frame_gap", "line_break")
@@ -164,13 +165,18 @@ def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...
 
 def _timing(words: _Words, i: int, j: int, chars: int, style: Style) -> tuple[float, float]:
     """Start and end of the event of words i..j-1: its end extended for reading time and the
-    minimum duration, up to two frames before the next word and at most ``max_duration``."""
+    minimum duration, up to two frames before the next word and at most ``max_duration``; a
+    gap of half a second or less to the next event is closed to those two frames ("chaining",
+    in Netflix's timing guidelines), so that subtitles do not flash off and on."""
     start = words.words[i].start
     spoken = words.words[j - 1].end
     wanted = max(spoken, start + style.min_duration, start + chars / style.max_cps)
     limit = start + style.max_duration
     if j < len(words.words):
-        limit = min(limit, words.words[j].start - style.gap)
+        following = words.words[j].start - style.gap
+        if following - wanted <= CHAIN_S:
+            wanted = following
+        limit = min(limit, following)
     end = max(min(wanted, limit), start + 0.001)
     # Whole milliseconds, as subtitle files have them: rounded up, unless that takes the end
     # past its limit (the frame gap), then down.
