@@ -145,6 +145,7 @@ def test_a_new_sentence_starts_a_line() -> None:
     ("en", "We watched the old | film together.", "an adjective and its noun"),
     ("en", "I think that | film was the best one.", "an article and its noun"),
     ("en", "Yesterday Maria | Gonzalez opened the scoring.", "a name"),
+    ("en", "I went to see Dr. | Watson about it.", "a name"),  # no sentence ends at "Dr."
     ("en", "After the match they | went home.", "a subject pronoun and its verb"),
     ("en", "The bridge will | stay closed until Thursday.", "a verb and its auxiliary"),
     ("en", "She did not | give up on her plan.", "a verb and its negation"),
@@ -160,6 +161,7 @@ def test_line_breaks_are_judged_in_their_sentence(language, text, why) -> None:
     before, after = (part.split() for part in text.split(" | "))
     joint = linebreaks.joints([*before, *after], language)[len(before)]
     assert (joint.bad is None) == (why is None)
+    assert not joint.after_sentence  # none of these follows the end of a sentence
     assert why is None or why in joint.bad
     if why is None and after[0] in ("up", "that", "और"):
         assert joint.opening  # a preposition or a conjunction: the best place for a break
@@ -173,11 +175,14 @@ def test_long_text_is_parsed_in_pieces_of_whole_sentences() -> None:
     assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
     assert all(texts[hi - 1].endswith(".") for _, hi in pieces)
     # Every sentence reads as it does alone, whichever piece it is in.
-    alone = [j.bad for j in linebreaks.joints(story.split(), "en")]
+    size = len(story.split())
+    alone = linebreaks.joints(story.split(), "en")[1:size]
     joints = linebreaks.joints(texts, "en")
     for lo, _ in pieces[:3]:
-        start = lo + (-lo) % len(alone)  # the piece's first whole story
-        assert [j.bad for j in joints[start + 1:start + len(alone)]] == alone[1:]
+        start = lo + (-lo) % size  # the piece's first whole story
+        assert joints[start + 1:start + size] == alone
+    assert [j.after_sentence for j in joints[5:9]] == [False, False, True, False]  # "boat."
+    assert joints[-1].after_sentence  # the joint after the last word
     # Without a sentence end, a piece is cut anyway.
     assert len(linebreaks._pieces(["word"] * 5000)) > 1
 

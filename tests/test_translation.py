@@ -40,6 +40,12 @@ def test_sentences_end_at_punctuation_pauses_and_long_runs() -> None:
     assert sum(len(u.words) for u in units) == 26  # every word in exactly one sentence
 
 
+def test_an_abbreviation_ends_no_sentence() -> None:
+    transcript = Transcript("en", (_segment((0.0, 0.4, "Ask"), (0.5, 0.9, "Dr."),
+                                            (1.0, 1.3, "Watson."), (1.4, 1.8, "Now.")),))
+    assert [u.text for u in translation.sentences(transcript)] == ["Ask Dr. Watson.", "Now."]
+
+
 spoken = st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.05, 1.0)), min_size=1,
                   max_size=12)
 

@@ -1,12 +1,13 @@
 """Where a subtitle may break between two words, by the Netflix Timed Text Style Guide: never
-between an article, a possessive or an adjective and its noun, a first and a last name, a subject
-pronoun and its verb, or a verb and its auxiliary, negation, reflexive pronoun or particle; best
-before a conjunction or a preposition.
+between an article, a possessive, an adjective or a number and its noun, inside a name or a
+compound noun, between a subject pronoun and its verb, or a verb and its auxiliary, negation,
+reflexive pronoun or particle; best at a sentence end, then before a conjunction or a
+preposition.
 
 English is parsed (spaCy's ``en_core_web_sm``), so the rules see what a word does in its
 sentence: "that" the article or the conjunction, "up" the particle ("give up") or the
-preposition ("up the stairs"), "will" before its verb however far. Other languages have word
-lists. Punctuation is the caller's: a break after it is always allowed.
+preposition ("up the stairs"), "will" before its verb however far, the full stop of "Dr." from
+a sentence's. Other languages have word lists.
 """
 
 import bisect
@@ -59,11 +60,13 @@ class Joint:
 
     bad: str | None = None  # why a break here is not allowed
     opening: bool = False  # the next word opens a phrase (conjunction, preposition)
+    # The word before ends a sentence (its full stop is not an abbreviation's, "Dr." or "St.").
+    after_sentence: bool = False
 
 
 def joints(texts: Sequence[str], language: str) -> list[Joint]:
-    """The joint before each word: ``joints(...)[k]`` lies between ``texts[k-1]`` and
-    ``texts[k]`` (index 0, before the first word, is never bad)."""
+    """The joint before each word and the one after the last: ``joints(...)[k]`` lies between
+    ``texts[k-1]`` and ``texts[k]``; the first and the last are never bad."""
     if language in PARSERS and texts:
         return _parsed(texts, _parser(PARSERS[language]))
     return _listed(texts, language)
@@ -83,25 +86,31 @@ def _parser(name: str) -> Any:
 
 
 def _parsed(texts: Sequence[str], nlp: Any) -> list[Joint]:
-    bad: list[str | None] = [None] * len(texts)
-    span = [len(texts)] * len(texts)  # of the pair a joint's reason names: the closest wins
-    opening = [False] * len(texts)
+    n = len(texts)
+    bad: list[str | None] = [None] * (n + 1)
+    span = [n] * (n + 1)  # of the pair a joint's reason names: the closest wins
+    opening = [False] * (n + 1)
+    after_sentence = [False] * (n + 1)
     pieces = _pieces(texts)
     docs = nlp.pipe((" ".join(texts[lo:hi]) for lo, hi in pieces), batch_size=4)
     for (lo, hi), doc in zip(pieces, docs, strict=True):
         starts = list(itertools.accumulate((len(t) + 1 for t in texts[lo:hi - 1]), initial=0))
         word_of = [lo + bisect.bisect_right(starts, token.idx) - 1 for token in doc]
         for token in doc:
-            first = word_of[token.i]
-            if token.i == 0 or word_of[token.i - 1] != first:  # a word's first token
-                opening[first] = token.dep_ in OPENING_RELATIONS or token.tag_ in OPENING_TAGS
+            word = word_of[token.i]
+            if token.i == 0 or word_of[token.i - 1] != word:  # a word's first token
+                opening[word] = token.dep_ in OPENING_RELATIONS or token.tag_ in OPENING_TAGS
+            if token.i + 1 == len(doc) or word_of[token.i + 1] != word:  # and its last
+                after_sentence[word + 1] = token.is_sent_end and \
+                    texts[word].endswith(SENTENCE_END)
             if (what := _bond(token)) is None:
                 continue
-            a, b = sorted((first, word_of[token.head.i]))
+            a, b = sorted((word, word_of[token.head.i]))
             for k in range(a + 1, b + 1):
                 if b - a < span[k]:
                     bad[k], span[k] = f"between {texts[a]!r} and {texts[b]!r} ({what})", b - a
-    return [Joint(bad=b, opening=o) for b, o in zip(bad, opening, strict=True)]
+    return [Joint(bad=b, opening=o, after_sentence=e)
+            for b, o, e in zip(bad, opening, after_sentence, strict=True)]
 
 
 def _pieces(texts: Sequence[str]) -> list[tuple[int, int]]:
@@ -153,5 +162,6 @@ def _listed(texts: Sequence[str], language: str) -> list[Joint]:
         elif before[:1].isupper() and after[:1].isupper() and k > 1 and \
                 not texts[k - 2].endswith(SENTENCE_END):
             bad = f"inside the name {before} {after}"
-        out.append(Joint(bad=bad, opening=_key(after) in good_before))
-    return out
+        out.append(Joint(bad=bad, opening=_key(after) in good_before,
+                         after_sentence=before.endswith(SENTENCE_END)))
+    return [*out, Joint(after_sentence=bool(texts) and texts[-1].endswith(SENTENCE_END))]

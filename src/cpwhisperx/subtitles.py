@@ -18,7 +18,7 @@ from typing import Any
 import regex
 
 from cpwhisperx import linebreaks
-from cpwhisperx.languages import SENTENCE_END, SPACELESS
+from cpwhisperx.languages import SPACELESS
 from cpwhisperx.transcript import Segment, Word
 
 # Reading speed, characters per second: (adults, children). Netflix's general guide gives 20
@@ -31,6 +31,7 @@ READING_SPEED: dict[str, tuple[float, float]] = {
 # Japanese (horizontal), Korean and Chinese guides set these.
 LINE_CHARS: dict[str, int] = {"default": 42, "ja": 13, "ko": 16, "zh": 16}
 PAUSE_S = 1.0  # a silence this long inside an event is a missed place to end it
+PAUSES = (",", ";", ":", "-", "—")  # punctuation inside a sentence: a break after it is fine
 CHAIN_S = 0.5  # a gap this short between two events is closed to the minimum (two frames)
 MID_LINE = 1.5  # the cost of a sentence ending inside a line: a new one reads best on its own
 RULES = ("characters_per_line", "lines", "reading_speed", "min_duration", "max_duration",
@@ -108,10 +109,10 @@ class _Words:
         self.texts = [w.text.strip() for w in self.words]
         self.syntax = linebreaks.joints(self.texts, language)
         self.prefix = [0]  # characters before each word, so a width costs O(1)
-        self.ends = [0]  # sentences ended before each word, likewise
         for text in self.texts:
             self.prefix.append(self.prefix[-1] + graphemes(text))
-            self.ends.append(self.ends[-1] + text.endswith(SENTENCE_END))
+        # Sentences ended before each word, likewise.
+        self.ends = list(itertools.accumulate(j.after_sentence for j in self.syntax))
         # The cost of a break before word k, computed once: the search asks for it often.
         self.joint = [0.0] + [self._joint_cost(k) for k in range(1, len(self.texts))]
 
@@ -127,17 +128,17 @@ class _Words:
 
     def bad_joint(self, k: int) -> str | None:
         """Why a break between word k-1 and word k is not allowed, if it is not."""
-        if self.texts[k - 1].endswith((",", ";", ":", "-", "—", *SENTENCE_END)):
+        if self.syntax[k].after_sentence or self.texts[k - 1].endswith(PAUSES):
             return None
         return self.syntax[k].bad
 
     def _joint_cost(self, k: int) -> float:
         before = self.texts[k - 1]
-        if before.endswith(SENTENCE_END):
+        if self.syntax[k].after_sentence:
             return 0.0
         if self.bad_joint(k):  # even where a segment ends: Whisper also ends some mid-phrase
             return 8.0
-        if before.endswith((",", ";", ":", "-", "—")) or k - 1 in self.segment_ends:
+        if before.endswith(PAUSES) or k - 1 in self.segment_ends:
             return 0.5  # Whisper mostly ends a segment where a sentence ends, punctuated or not
         if self.syntax[k - 1].opening:
             return 4.0  # a conjunction or preposition left hanging at the end of a line

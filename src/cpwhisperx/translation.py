@@ -17,11 +17,12 @@ from pathlib import Path
 
 import regex
 
+from cpwhisperx import linebreaks
 from cpwhisperx.config import Settings
 from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
-from cpwhisperx.languages import SENTENCE_END, SPACELESS
+from cpwhisperx.languages import SPACELESS
 from cpwhisperx.models import default_model, obtainable
 from cpwhisperx.subtitles import graphemes
 from cpwhisperx.transcript import Segment, Transcript, Word
@@ -46,10 +47,14 @@ def sentences(transcript: Transcript) -> list[Sentence]:
     out: list[Sentence] = []
     words: list[Word] = []
     segments = [s for s in transcript.segments if s.text.strip()]
+    spoken = [spoken_words(s) for s in segments]
+    # Where a sentence ends, as the subtitles see it: "Dr." or "St." ends none in English.
+    joints = iter(linebreaks.joints([w.text.strip() for ws in spoken for w in ws],
+                                    transcript.language)[1:])
     for index, segment in enumerate(segments):
-        for word in spoken_words(segment):
+        for word in spoken[index]:
             words.append(word)
-            if word.text.rstrip().endswith(SENTENCE_END):
+            if next(joints).after_sentence:
                 out.append(_sentence(words, transcript.language))
                 words = []
         following = segments[index + 1].start if index + 1 < len(segments) else None
