@@ -64,12 +64,18 @@ class Joint:
     after_sentence: bool = False
 
 
-def joints(texts: Sequence[str], language: str) -> list[Joint]:
+def joints(texts: Sequence[str], language: str) -> tuple[Joint, ...]:
     """The joint before each word and the one after the last: ``joints(...)[k]`` lies between
     ``texts[k-1]`` and ``texts[k]``; the first and the last are never bad."""
+    return _joints(tuple(texts), language)
+
+
+# Parsed once: translation, the subtitle events and their check ask for the same words.
+@functools.lru_cache(maxsize=4)
+def _joints(texts: tuple[str, ...], language: str) -> tuple[Joint, ...]:
     if language in PARSERS and texts:
-        return _parsed(texts, _parser(PARSERS[language]))
-    return _listed(texts, language)
+        return tuple(_parsed(texts, _parser(PARSERS[language])))
+    return tuple(_listed(texts, language))
 
 
 @functools.cache
