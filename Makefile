@@ -31,9 +31,13 @@ lint: install
 
 # The torch, mlx, llm and indic extras' engines are tested too. TORCH names the build to install
 # first; on our machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a
-# CPU index). llama-server is compiled for this CPU, without llama.cpp's own tests and examples.
+# CPU index). llama-server is built without llama.cpp's own tests and examples, and portable:
+# GGML_NATIVE=OFF keeps ggml's fixed x86-64-v3 set (AVX2, FMA, F16C, BMI2), because a native build
+# takes every instruction the CPU advertises, AMX included, which a VM may not enable (SIGILL).
+# For the fastest build on a machine you trust, add -DGGML_NATIVE=ON (see the README).
 TORCH ?= torch==2.13.0
-LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF
+LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF \
+	-DGGML_NATIVE=OFF
 $(VENV)/.extras: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
 	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' LLAMA_CPP_BUILD_JOBS=$$(nproc) \
