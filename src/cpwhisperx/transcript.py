@@ -4,6 +4,7 @@ Times are seconds relative to the original media, ``start <= end``, monotonic.
 JSON on disk is ``to_dict()``.
 """
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -74,23 +75,86 @@ class Transcript:
                    meta=dict(data.get("meta") or {}))
 
 
-def clamp_times(transcript: Transcript, duration: float) -> Transcript:
-    """Enforce the contract: times inside [0, duration], start <= end, starts non-decreasing."""
+# A word shorter than this has no real time (an aligner that could not place it, or Whisper's
+# zero-length words); it is given time from its neighbours, about WORD_S where there is room.
+MIN_WORD_S = 0.02
+WORD_S = 0.2
 
-    def clip(t: float, low: float) -> float:
-        return min(max(round(t, 3), low), duration)
 
+@dataclass(slots=True)
+class _Span:
+    start: float
+    end: float
+    weight: int  # characters, to share out time among words that have none
+
+
+def tidy(transcript: Transcript, duration: float) -> Transcript:
+    """Enforce the contract on every word and segment: times inside [0, duration], in order,
+    no overlaps (a segment ends where the next begins at the latest, words likewise, across
+    segments too), no zero-length word where there is room, a segment spanning its words.
+
+    Overlaps are split in the middle; a run of words without a real length is spread, by
+    characters, over the room between its neighbours, taking in the neighbours themselves when
+    there is none."""
+    duration = math.floor(duration * 1000 + 1e-6) / 1000  # times are whole milliseconds
+    spans = [_Span(w.start, w.end, len(w.text.strip()) or 1)
+             for seg in transcript.segments
+             for w in (seg.words or (Word(seg.start, seg.end, seg.text),))]
+    _order(spans, duration)
+    _give_length(spans, duration)
+    it = iter(spans)
     segments: list[Segment] = []
-    last = 0.0
     for seg in transcript.segments:
-        start = cursor = clip(seg.start, last)
-        words: list[Word] = []
-        for w in seg.words:
-            cursor = clip(w.start, cursor)
-            words.append(Word(start=cursor, end=clip(w.end, cursor), text=w.text,
-                              probability=w.probability))
-        end = max([clip(seg.end, start), *(w.end for w in words)])
-        segments.append(replace(seg, start=start, end=end, words=tuple(words)))
-        last = start
+        if seg.words:
+            words = tuple(replace(w, start=round(x.start, 3), end=round(x.end, 3))
+                          for w, x in zip(seg.words, it, strict=False))
+            segments.append(replace(seg, start=words[0].start, end=words[-1].end, words=words))
+        else:
+            x = next(it)
+            segments.append(replace(seg, start=round(x.start, 3), end=round(x.end, 3)))
     return Transcript(language=transcript.language, segments=tuple(segments),
                       meta=transcript.meta)
+
+
+def _order(spans: list[_Span], duration: float) -> None:
+    """Inside the media, starts non-decreasing, and each overlap cut in its middle (never past
+    the start of the span after next, so that starts stay in order)."""
+    last = 0.0
+    for x in spans:
+        x.start = last = min(max(x.start, last), duration)
+        x.end = min(max(x.end, x.start), duration)
+    for i in range(len(spans) - 1):
+        a, b = spans[i], spans[i + 1]
+        if a.end > b.start:
+            ceiling = min(a.end, b.end, spans[i + 2].start if i + 2 < len(spans) else b.end)
+            a.end = b.start = min(max((a.end + b.start) / 2, b.start), ceiling)
+
+
+def _give_length(spans: list[_Span], duration: float) -> None:
+    i, n = 0, len(spans)
+    while i < n:
+        if spans[i].end - spans[i].start >= MIN_WORD_S:
+            i += 1
+            continue
+        a = b = i
+        while b < n and spans[b].end - spans[b].start < MIN_WORD_S:
+            b += 1
+        short = b - a
+        while True:  # take in the neighbours until the run has room
+            lo = spans[a - 1].end if a else 0.0
+            hi = spans[b].start if b < n else duration
+            if hi - lo >= MIN_WORD_S * short or (a == 0 and b == n):
+                break
+            a, b = max(a - 1, 0), min(b + 1, n)
+        run = spans[a:b]
+        # Where the run was, as long as its words need (WORD_S each for the short ones).
+        need = sum(max(x.end - x.start, WORD_S) for x in run)
+        middle = (run[0].start + run[-1].end) / 2
+        start = min(max(middle - need / 2, lo), max(hi - need, lo))
+        end = min(start + need, hi)
+        total, done = sum(x.weight for x in run), 0
+        for x in run:
+            x.start = start + (end - start) * done / total
+            done += x.weight
+            x.end = start + (end - start) * done / total
+        i = b

@@ -25,7 +25,7 @@ from cpwhisperx.errors import ConfigError
 from cpwhisperx.languages import SPACELESS
 from cpwhisperx.models import default_model, obtainable
 from cpwhisperx.subtitles import graphemes
-from cpwhisperx.transcript import Segment, Transcript, Word
+from cpwhisperx.transcript import Segment, Transcript, Word, tidy
 
 PAUSE_S = 1.0  # a pause this long after an unpunctuated segment ends its sentence
 LONG_S = 15.0  # a sentence this long ends at its next segment end, punctuated or not
@@ -117,8 +117,10 @@ def translated(transcript: Transcript, units: Sequence[Sentence], texts: Sequenc
                language: str, meta: Mapping[str, object]) -> Transcript:
     segments = tuple(retime(unit, text, language=language)
                      for unit, text in zip(units, texts, strict=True) if text.strip())
-    return Transcript(language=language, segments=segments,
-                      meta={"source_language": transcript.language, **meta})
+    # Every word a length of its own, inside the source's span: the same contract as the source.
+    end = max((s.end for s in transcript.segments), default=0.0)
+    return tidy(Transcript(language=language, segments=segments,
+                           meta={"source_language": transcript.language, **meta}), end)
 
 
 def choose(settings: Settings, *, source: str, target: str) -> str:

@@ -15,7 +15,7 @@ from cpwhisperx.engines import align as aligners
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, demux, separate
-from cpwhisperx.transcript import Transcript, Word, clamp_times
+from cpwhisperx.transcript import Transcript, Word, tidy
 
 NAME = "align"
 INPUTS = ("demux", "separate", "asr")
@@ -63,38 +63,38 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                 probs = [w.probability for w in seg.words] or [1.0] * len(texts)
                 words = tuple(Word(start=s, end=e, text=t, probability=p)
                               for (s, e), t, p in zip(times, texts, probs, strict=True))
-                segments.append(replace(seg, start=min(seg.start, words[0].start),
-                                        end=max(seg.end, words[-1].end), words=words))
+                segments.append(replace(seg, words=words))
             progress((i + 1) / len(transcript.segments))
-        aligned = clamp_times(Transcript(transcript.language, tuple(segments), transcript.meta),
-                              len(audio) / media.SAMPLE_RATE)
+        aligned = tidy(Transcript(transcript.language, tuple(segments), transcript.meta),
+                       len(audio) / media.SAMPLE_RATE)
     meta = {**transcript.meta, "word_times": aligner.name, "unaligned_segments": failed}
     return Transcript(aligned.language, aligned.segments, meta).to_dict()
 
 
-def _without_aligner(transcript: Transcript, setting: str) -> tuple[Transcript, str]:
+def _without_aligner(transcript: Transcript, setting: str, duration: float
+                     ) -> tuple[Transcript, str]:
     """Whisper's words where the ASR gave them, else evenly spread words (flagged)."""
     if setting == "none":
         segments = tuple(replace(s, words=()) for s in transcript.segments)
-        return Transcript(transcript.language, segments, transcript.meta), "none"
+        return tidy(Transcript(transcript.language, segments, transcript.meta), duration), "none"
     if all(s.words for s in transcript.segments):
-        return transcript, "whisper"
+        return tidy(transcript, duration), "whisper"
     segments = tuple(s if s.words else aligners.interpolate(s) for s in transcript.segments)
     meta = {**transcript.meta, "word_times": "interpolated"}
-    return Transcript(transcript.language, segments, meta), "interpolated"
+    return tidy(Transcript(transcript.language, segments, meta), duration), "interpolated"
 
 
 def run(ctx: StageContext) -> StageResult:
     transcript = Transcript.from_dict(fsutil.read_json(asr.transcript_path(ctx.job)))
     out = transcript_path(ctx.job)
     name = _chosen(ctx, transcript.language)
+    duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
     if name in ("whisper", "none") or not transcript.segments:
-        result, used = _without_aligner(transcript, name)
+        result, used = _without_aligner(transcript, name, duration)
         fsutil.write_json(out, result.to_dict())
         return StageResult(outputs=[out], backend=used)
     if not aligners.available(name):
         raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: {aligners.INSTALL[name]}")
-    duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
     task = {"audio": str(separate.audio_path(ctx.job)), "aligner": name,
             "model": ctx.settings.alignment_model,
             "transcript": str(asr.transcript_path(ctx.job))}
@@ -113,7 +113,7 @@ def run(ctx: StageContext) -> StageResult:
             raise
         used, warnings = None, [f"fallback: {name}: {exc.message}"]
     if used is None:
-        result, used = _without_aligner(transcript, "whisper")
+        result, used = _without_aligner(transcript, "whisper", duration)
         warnings.append(f"kept {used} word times instead")
         fsutil.write_json(out, result.to_dict())
     failed = fsutil.read_json(out)["meta"].get("unaligned_segments") or []

@@ -21,7 +21,7 @@ from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.journal import Journal
 from cpwhisperx.stages import StageContext, StageResult, demux, separate, vad
-from cpwhisperx.transcript import Segment, Transcript, clamp_times
+from cpwhisperx.transcript import Segment, Transcript, tidy
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
             "language_probability": None if probability is None else round(probability, 3),
             "chunks": len(chunks), "resumed_chunks": resumed,
             "redecoded_windows": sum(e.get("redecoded", 0) for e in entries)}
-    return clamp_times(Transcript(language or "und", segments, meta), duration).to_dict()
+    return tidy(Transcript(language or "und", segments, meta), duration).to_dict()
 
 
 def _in_native_script(engine: asr_engines.AsrEngine, audios: Sequence,

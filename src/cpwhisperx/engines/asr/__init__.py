@@ -2,7 +2,7 @@
 those back onto the media's timeline."""
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -10,9 +10,10 @@ import numpy as np
 
 from cpwhisperx.errors import CpwError
 from cpwhisperx.hardware import Resolved
+from cpwhisperx.languages import SPACELESS
 from cpwhisperx.media import WavReader
 from cpwhisperx.models import ModelRef
-from cpwhisperx.transcript import Segment
+from cpwhisperx.transcript import Segment, Word
 
 WINDOW_S = 30.0  # Whisper's input length
 # Speech per lane: a lane is decoded as the sequential decoder decodes a file, 30 s at a time,
@@ -64,6 +65,28 @@ def one_by_one(decode: Callable[..., list[Segment]], audios: Sequence[np.ndarray
         if on_progress:
             on_progress(len(out) / len(audios))
     return out
+
+
+def to_words(words: Iterable[tuple[float, float, str, float]], *, language: str,
+             offset: float = 0.0) -> tuple[Word, ...]:
+    """Decoded (start, end, text, probability) as the transcript's words: times moved by
+    ``offset`` and rounded, no empty words. Whisper starts each word with a space; a piece it
+    wrote without one (",500" after "38", ".2" after "$1") belongs to the word before it, so
+    that no aligner, event or line break ever splits a number (not in languages written
+    without spaces, where no word has one)."""
+    out: list[Word] = []
+    for start, end, text, probability in words:
+        if not text.strip():
+            continue
+        word = Word(start=round(float(start) + offset, 3), end=round(float(end) + offset, 3),
+                    text=text.strip(), probability=round(float(probability), 4))
+        if out and not text[0].isspace() and language not in SPACELESS:
+            glued = out.pop()
+            word = Word(start=glued.start, end=max(glued.end, word.end),
+                        text=glued.text + word.text,
+                        probability=min(glued.probability, word.probability))
+        out.append(word)
+    return tuple(out)
 
 
 def beam_size(setting: int, language: str) -> int:

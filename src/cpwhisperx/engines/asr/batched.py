@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from faster_whisper import WhisperModel
 
-from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine, to_words
+from cpwhisperx.engines.asr import to_words
+from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 from cpwhisperx.transcript import Segment
 
 log = logging.getLogger(__name__)
@@ -262,8 +263,8 @@ def _segments(parts: list[dict], tokenizer) -> list[Segment]:
         text = tokenizer.decode([t for t in part["tokens"] if t < tokenizer.eot]).strip()
         if not text:
             continue
-        words = to_words((w["start"], w["end"], w["word"], w["probability"])
-                         for w in part.get("words", ()))
+        words = to_words(((w["start"], w["end"], w["word"], w["probability"])
+                          for w in part.get("words", ())), language=tokenizer.language_code)
         start, end = (words[0].start, words[-1].end) if words else (part["start"], part["end"])
         segments.append(Segment(start=round(float(start), 3), end=round(float(end), 3),
                                 text=text, words=words, avg_logprob=round(part["avg_logprob"], 4),

@@ -5,15 +5,15 @@ search, temperature fallback); ``BATCH_SIZE > 1`` decodes the windows of a chunk
 (``batched.decode``), keeping every word the sequential decoder would find.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from cpwhisperx import errors
-from cpwhisperx.engines.asr import one_by_one
+from cpwhisperx.engines.asr import one_by_one, to_words
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
-from cpwhisperx.transcript import Segment, Word
+from cpwhisperx.transcript import Segment
 
 
 class FasterWhisperEngine:
@@ -65,16 +65,8 @@ class FasterWhisperEngine:
         return [Segment(start=round(seg.start + offset, 3), end=round(seg.end + offset, 3),
                         text=seg.text.strip(),
                         words=to_words(((w.start, w.end, w.word, w.probability)
-                                        for w in seg.words or ()), offset=offset),
+                                        for w in seg.words or ()), language=language,
+                                       offset=offset),
                         avg_logprob=round(seg.avg_logprob, 4),
                         no_speech_prob=round(seg.no_speech_prob, 4))
                 for seg in segments if seg.text.strip()]
-
-
-def to_words(words: Iterable[tuple[float, float, str, float]], *,
-             offset: float = 0.0) -> tuple[Word, ...]:
-    """Decoded (start, end, text, probability) as the transcript's words: times moved by
-    ``offset`` and rounded, no empty words."""
-    return tuple(Word(start=round(float(start) + offset, 3), end=round(float(end) + offset, 3),
-                      text=text.strip(), probability=round(float(probability), 4))
-                 for start, end, text, probability in words if text.strip())

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cpwhisperx import errors, fsutil
-from cpwhisperx.engines.asr import one_by_one
+from cpwhisperx.engines.asr import one_by_one, to_words
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
-from cpwhisperx.transcript import Segment, Word
+from cpwhisperx.transcript import Segment
 
 
 class MlxWhisperEngine:
@@ -67,13 +67,12 @@ class MlxWhisperEngine:
         result = mlx_whisper.transcribe(audio, path_or_hf_repo=self.path, language=language,
                                         task=task, fp16=self.fp16,
                                         word_timestamps=word_timestamps, verbose=None)
-        return [_segment(seg) for seg in result["segments"] if seg["text"].strip()]
+        return [_segment(seg, language) for seg in result["segments"] if seg["text"].strip()]
 
 
-def _segment(seg: dict) -> Segment:
-    words = tuple(Word(start=w["start"], end=w["end"], text=w["word"].strip(),
-                       probability=round(float(w["probability"]), 4))
-                  for w in seg.get("words", ()) if w["word"].strip())
+def _segment(seg: dict, language: str) -> Segment:
+    words = to_words(((w["start"], w["end"], w["word"], w["probability"])
+                      for w in seg.get("words", ())), language=language)
     return Segment(start=seg["start"], end=seg["end"],
                    text=seg["text"].strip(), words=words,
                    avg_logprob=round(float(seg["avg_logprob"]), 4),
