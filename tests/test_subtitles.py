@@ -51,7 +51,7 @@ def test_events_keep_every_word_in_place_and_fit_the_lines(segments, language) -
             # Chained: a gap of half a second or less is closed to the two frames.
             assert following.start - event.end <= style.gap + 0.0011 or \
                 following.start - event.end > subtitles.CHAIN_S or \
-                event.end - event.start >= style.max_duration - 0.0011
+                event.end <= max(w.end for w in words if w.start < following.start) + 0.001
 
 
 def test_graphemes_count_devanagari_as_read() -> None:
@@ -116,6 +116,41 @@ def _segment(text: str) -> Segment:
     words = text.split()
     return Segment(0.0, len(words) * 0.4, text,
                    tuple(Word(i * 0.4, i * 0.4 + 0.3, w) for i, w in enumerate(words)))
+
+
+def _timed(*words: tuple[float, float, str]) -> Segment:
+    return Segment(words[0][0], words[-1][1], " ".join(w[2] for w in words),
+                   tuple(Word(*w) for w in words))
+
+
+def test_no_event_lasts_past_the_media() -> None:
+    # The Hindi track of a 34.421 s file ran to 35.163 s: its last event was given reading time.
+    segment = _timed((33.2, 33.6, "बहुत"), (33.6, 34.0, "धन्यवाद"), (34.0, 34.4, "आपका।"))
+    (event,) = subtitles.events([segment], language="hi", style=subtitles.Style(),
+                                until=34.421)
+    assert event.start == 33.2 and event.end <= 34.421
+
+
+def test_a_word_too_wide_for_a_line_is_cut_to_fit() -> None:
+    url = "https://example.org/" + "a-very-long-path-segment/" * 5 + "x" * 30  # 155 characters
+    style = subtitles.Style()
+    events = subtitles.events([_timed((0.0, 1.0, "See"), (1.0, 6.0, url), (6.0, 6.5, "now."))],
+                              language="en", style=style)
+    lines = [line for e in events for line in e.lines]
+    assert all(subtitles.graphemes(line) <= style.max_chars for line in lines)
+    assert "".join(" ".join(lines).split()) == "See" + url + "now."
+    assert any(line.endswith("-") for line in lines)  # cut after a hyphen where one fits
+
+
+def test_an_event_held_to_its_longest_still_leaves_no_short_gap() -> None:
+    # Speech up to 6.9 s, the next word at 7.42 s: held to 7 s, the event left 0.342 s.
+    words = [(round(i * 0.3, 3), round(i * 0.3 + 0.25, 3), "la") for i in range(23)]
+    first, second = _timed(*words, (6.65, 6.9, "end.")), _timed((7.42, 8.0, "Next."))
+    style = subtitles.Style(fps=25.0)
+    events = subtitles.events([first, second], language="en", style=style)
+    gaps = [b.start - a.end for a, b in itertools.pairwise(events)]
+    assert all(g <= style.gap + 0.0011 or g > subtitles.CHAIN_S for g in gaps), gaps
+    assert not subtitles.check(events, style, language="en").failures
 
 
 def test_line_breaks_follow_the_style_guide() -> None:

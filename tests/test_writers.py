@@ -13,17 +13,20 @@ SAMPLE = Transcript("en", (
 ))
 
 
+CUES = [(s.start, s.end, s.text) for s in SAMPLE.segments if s.text]
+
+
 def test_srt_parses_back() -> None:
-    subs = list(srt.parse(writers.to_srt(SAMPLE)))
+    subs = list(srt.parse(writers.srt_text(CUES)))
     assert [s.content for s in subs] == ["Fish & chips <now> --> later", "An hour\tlater\nstill"]
     assert subs[0].start == dt.timedelta(seconds=0.5)
     assert subs[1].end == dt.timedelta(seconds=3662.5)
 
 
 def test_vtt_parses_back_with_escaped_text() -> None:
-    vtt = webvtt.from_string(writers.to_vtt(SAMPLE))
+    vtt = webvtt.from_string(writers.vtt_text(CUES))
     assert [c.start for c in vtt] == ["00:00:00.500", "01:01:01.000"]
-    assert "&amp;" in writers.to_vtt(SAMPLE) and "-->" not in vtt[0].raw_text
+    assert "&amp;" in writers.vtt_text(CUES) and "-->" not in vtt[0].raw_text
 
 
 def test_txt_and_tsv() -> None:
@@ -35,8 +38,8 @@ def test_txt_and_tsv() -> None:
 
 def test_empty_transcript_writes_valid_empty_files() -> None:
     empty = Transcript("en", ())
-    assert writers.to_srt(empty) == ""
-    assert writers.to_vtt(empty).startswith("WEBVTT")
+    assert writers.srt_text([]) == ""
+    assert writers.vtt_text([]).startswith("WEBVTT")
     assert writers.to_txt(empty) == ""
     assert writers.to_tsv(empty) == "start\tend\ttext\n"
     assert Transcript.from_dict(__import__("json").loads(writers.to_json(empty))) == empty

@@ -66,6 +66,7 @@ class Settings(BaseModel):
     # "0" (the language's preset), a limit for every language, or per language: "40,hi:38"
     subtitle_max_chars: str = "0"
     subtitle_max_cps: str = "0"
+    subtitle_max_lines: int = Field(2, ge=1, le=2)
     burn_in: str = ""  # one subtitle language drawn into the picture, as well as the soft tracks
 
     @field_validator("whisper_backend", mode="before")

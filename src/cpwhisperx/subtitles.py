@@ -54,10 +54,10 @@ class Style:
 
 
 def style_for(language: str, *, fps: float | None, children: bool = False, max_chars: int = 0,
-              max_cps: float = 0.0) -> Style:
+              max_cps: float = 0.0, max_lines: int = 2) -> Style:
     adults, kids = READING_SPEED.get(language, READING_SPEED["default"])
     return Style(max_chars=max_chars or LINE_CHARS.get(language, LINE_CHARS["default"]),
-                 max_cps=max_cps or (kids if children else adults),
+                 max_cps=max_cps or (kids if children else adults), max_lines=max_lines,
                  fps=fps or 25.0)
 
 
@@ -102,9 +102,10 @@ class _Words:
     """The words of a language, with what the rules need to know about each joint."""
 
     def __init__(self, words: Sequence[Word], language: str, *,
-                 segment_ends: frozenset[int] = frozenset()) -> None:
+                 segment_ends: frozenset[int] = frozenset(), until: float = math.inf) -> None:
         self.words = [w for w in words if w.text.strip()]
         self.segment_ends = segment_ends  # indices of words that end an ASR segment
+        self.until = until  # the end of the media: no event lasts beyond it
         self.joiner = "" if language in SPACELESS else " "
         self.texts = [w.text.strip() for w in self.words]
         self.syntax = linebreaks.joints(self.texts, language)
@@ -166,17 +167,21 @@ def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...
 
 def _timing(words: _Words, i: int, j: int, chars: int, style: Style) -> tuple[float, float]:
     """Start and end of the event of words i..j-1: its end extended for reading time and the
-    minimum duration, up to two frames before the next word and at most ``max_duration``; a
-    gap of half a second or less to the next event is closed to those two frames ("chaining",
-    in Netflix's timing guidelines), so that subtitles do not flash off and on."""
-    start = words.words[i].start
+    minimum duration, up to two frames before the next word, at most ``max_duration`` and never
+    past the media's end; a gap of half a second or less to the next event is closed to those
+    two frames ("chaining", in Netflix's timing guidelines), so that subtitles do not flash off
+    and on. Where ``max_duration`` keeps an event from reaching them, it ends early enough to
+    leave more than half a second instead (never before its last word is spoken)."""
+    start = min(words.words[i].start, words.until - 0.001)
     spoken = words.words[j - 1].end
     wanted = max(spoken, start + style.min_duration, start + chars / style.max_cps)
-    limit = start + style.max_duration
+    limit = min(start + style.max_duration, words.until)
     if j < len(words.words):
         following = words.words[j].start - style.gap
         if following - wanted <= CHAIN_S:
             wanted = following
+        if limit < following <= limit + CHAIN_S:  # too long to chain: open the gap instead
+            limit = max(following - CHAIN_S - 0.002, min(spoken, limit))
         limit = min(limit, following)
     end = max(min(wanted, limit), start + 0.001)
     # Whole milliseconds, as subtitle files have them: rounded up, unless that takes the end
@@ -185,14 +190,16 @@ def _timing(words: _Words, i: int, j: int, chars: int, style: Style) -> tuple[fl
     return start, up if up <= limit + 1e-9 else math.floor(end * 1000 + 1e-6) / 1000
 
 
-def events(segments: Sequence[Segment], *, language: str, style: Style) -> list[Event]:
-    """Subtitle events for a transcript's words (segments without words are spread evenly)."""
+def events(segments: Sequence[Segment], *, language: str, style: Style,
+           until: float = math.inf) -> list[Event]:
+    """Subtitle events for a transcript's words (segments without words are spread evenly),
+    none lasting past ``until``, the end of the media."""
     from cpwhisperx.engines.align import spoken_words
 
-    spoken = [spoken_words(s) for s in segments]
+    spoken = [[p for w in spoken_words(s) for p in _cut(w, style.max_chars)] for s in segments]
     ends = frozenset(itertools.accumulate(len(ws) for ws in spoken if ws)) - {0}
     words = _Words([w for ws in spoken for w in ws], language,
-                   segment_ends=frozenset(e - 1 for e in ends))
+                   segment_ends=frozenset(e - 1 for e in ends), until=until)
     n = len(words.words)
     best: list[tuple[float, int]] = [(0.0, 0)] + [(float("inf"), 0)] * n
     for j in range(1, n + 1):
@@ -216,6 +223,30 @@ def events(segments: Sequence[Segment], *, language: str, style: Style) -> list[
     return out
 
 
+def _cut(word: Word, width: int) -> list[Word]:
+    """A word too wide for a line (a long URL or compound, a run of text without spaces) in
+    pieces that fit, cut after a hyphen where one falls in the second half of a piece, else
+    between grapheme clusters; its time shared out by length."""
+    clusters = regex.findall(r"\X", word.text.strip())
+    if len(clusters) <= width:
+        return [word]
+    pieces: list[str] = []
+    while len(clusters) > width:
+        head = clusters[:width]
+        hyphen = max((k + 1 for k, c in enumerate(head) if c in "-\u2010" and k >= width // 2),
+                     default=width)
+        pieces.append("".join(clusters[:hyphen]))
+        clusters = clusters[hyphen:]
+    pieces.append("".join(clusters))
+    step = (word.end - word.start) / sum(map(graphemes, pieces))
+    out, at = [], word.start
+    for piece in pieces:
+        end = at + step * graphemes(piece)
+        out.append(Word(round(at, 3), round(end, 3), piece, word.probability))
+        at = end
+    return out
+
+
 def _event_cost(words: _Words, i: int, j: int, style: Style) -> float:
     layout = _layout(words, i, j, style)
     if layout is None:
@@ -226,6 +257,8 @@ def _event_cost(words: _Words, i: int, j: int, style: Style) -> float:
     cost += 1.0  # fewer events, when nothing else differs
     if j < len(words.words):
         cost += 2.0 * words.joint[j]
+        if style.gap + 0.0015 < words.words[j].start - end <= CHAIN_S:
+            cost += 50.0  # a gap that can be neither chained nor opened
     cost += 3.0 * sum(words.words[k].start - words.words[k - 1].end > PAUSE_S
                       for k in range(i + 1, j))
     if chars / max(end - start, 1e-3) > style.max_cps + 1e-6:
@@ -260,9 +293,13 @@ def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
             why["min_duration"] = f"{duration:.3f} s < {style.min_duration:.3f} s"
         if duration > style.max_duration + 1e-6:
             why["max_duration"] = f"{duration:.3f} s > {style.max_duration:g} s"
-        if index + 1 < len(items) and items[index + 1].start - event.end < style.gap - 1e-6:
-            why["frame_gap"] = (f"{items[index + 1].start - event.end:.3f} s to the next event "
-                                f"< {style.min_gap_frames} frames at {style.fps:g} fps")
+        gap = items[index + 1].start - event.end if index + 1 < len(items) else math.inf
+        if gap < style.gap - 1e-6:
+            why["frame_gap"] = (f"{gap:.3f} s to the next event < {style.min_gap_frames} "
+                                f"frames at {style.fps:g} fps")
+        elif style.gap + 0.0015 < gap < CHAIN_S - 1e-6:
+            why["frame_gap"] = (f"{gap:.3f} s to the next event: close a gap of "
+                                f"under {CHAIN_S:g} s to {style.min_gap_frames} frames")
         if len(event.lines) > 1 and spaced and \
                 (reason := syntax.bad_joint(at + len(event.lines[0].split()))):
             why["line_break"] = f"line broken {reason}"

@@ -1,7 +1,5 @@
-"""Transcript writers: JSON (the contract), plain text, SRT, WebVTT and TSV.
-
-Text formats get one cue or line per segment that has text; JSON keeps every segment.
-"""
+"""Writers: a transcript as JSON (the contract), plain text and TSV (a line per segment that
+has text; JSON keeps every segment), and subtitle cues as SRT and WebVTT."""
 
 import datetime as dt
 import json
@@ -23,10 +21,6 @@ def to_txt(transcript: Transcript) -> str:
     return "".join(f"{s.text.strip()}\n" for s in _spoken(transcript))
 
 
-def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
-    return [(s.start, s.end, s.text.strip()) for s in _spoken(transcript)]
-
-
 def srt_text(cues: Iterable[tuple[float, float, str]]) -> str:
     import srt
 
@@ -34,10 +28,6 @@ def srt_text(cues: Iterable[tuple[float, float, str]]) -> str:
         [srt.Subtitle(index=i, start=dt.timedelta(seconds=start),
                       end=dt.timedelta(seconds=end), content=text)
          for i, (start, end, text) in enumerate(cues, 1)], reindex=False)
-
-
-def to_srt(transcript: Transcript) -> str:
-    return srt_text(_cues(transcript))
 
 
 def _vtt_time(seconds: float) -> str:
@@ -54,10 +44,6 @@ def vtt_text(cues: Iterable[tuple[float, float, str]]) -> str:
     return webvtt.WebVTT(captions=captions).content
 
 
-def to_vtt(transcript: Transcript) -> str:
-    return vtt_text(_cues(transcript))
-
-
 def to_tsv(transcript: Transcript) -> str:
     """Whisper's TSV: integer milliseconds, tabs and newlines in text replaced by spaces."""
     rows = ["start\tend\ttext"]
@@ -67,4 +53,6 @@ def to_tsv(transcript: Transcript) -> str:
 
 
 WRITERS: dict[str, Callable[[Transcript], str]] = {
-    "json": to_json, "txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv}
+    "json": to_json, "txt": to_txt, "tsv": to_tsv}
+CUE_WRITERS: dict[str, Callable[[Iterable[tuple[float, float, str]]], str]] = {
+    "srt": srt_text, "vtt": vtt_text}

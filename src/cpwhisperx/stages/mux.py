@@ -54,8 +54,10 @@ def run(ctx: StageContext) -> StageResult:
     args += ["-map", "0:v", "-map", "0:a?"]
     for i, track in enumerate(tracks):
         tag, name = language_tag(track["language"])
+        # MP4 keeps a track's name as its handler name (players show it as the title); the
+        # MP4 muxer drops a title tag.
         args += ["-map", f"{i + 1}:0", f"-metadata:s:s:{i}", f"language={tag}",
-                 f"-metadata:s:s:{i}", f"title={name}"]
+                 f"-metadata:s:s:{i}", f"{'handler_name' if mp4 else 'title'}={name}"]
     args += ["-c:v", "copy", "-c:a", "copy", "-c:s", "mov_text" if mp4 else "srt",
              "-f", container[1]]
     media.ffmpeg(args, out=out, duration=info["duration"], on_progress=progress(0),

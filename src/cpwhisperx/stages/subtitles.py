@@ -19,11 +19,30 @@ def tracks_path(job: Job) -> Path:
     return job.stage_dir(NAME) / "tracks.json"
 
 
-def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+def style_config(ctx: StageContext) -> dict[str, Any]:
+    """The settings subtitle events depend on (this stage's, and the export's plain SRT)."""
     s = ctx.settings
-    return {"targets": s.targets, "audience": s.subtitle_audience,
-            "max_chars": s.subtitle_max_chars, "max_cps": s.subtitle_max_cps,
-            "stem": ctx.media.stem}
+    return {"audience": s.subtitle_audience, "max_chars": s.subtitle_max_chars,
+            "max_cps": s.subtitle_max_cps, "max_lines": s.subtitle_max_lines}
+
+
+def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+    return {"targets": ctx.settings.targets, **style_config(ctx), "stem": ctx.media.stem}
+
+
+def timed_events(ctx: StageContext, transcript: Transcript
+                 ) -> tuple[list[subtitles.Event], subtitles.Style]:
+    """A transcript's subtitle events by the job's style, inside the media."""
+    info = fsutil.read_json(demux.info_path(ctx.job))
+    s, language = ctx.settings, transcript.language
+    max_chars, max_cps = s.subtitle_limits(language)
+    style = subtitles.style_for(language, fps=info.get("fps"),
+                                children=s.subtitle_audience == "children",
+                                max_chars=max_chars, max_cps=max_cps,
+                                max_lines=s.subtitle_max_lines)
+    events = subtitles.events(transcript.segments, language=language, style=style,
+                              until=info["duration"])
+    return events, style
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -34,10 +53,7 @@ def run(ctx: StageContext) -> StageResult:
     for language in s.targets or [transcript.language]:
         source = (transcript if language == transcript.language else Transcript.from_dict(
             fsutil.read_json(translate.transcript_path(ctx.job, language))))
-        max_chars, max_cps = s.subtitle_limits(language)
-        style = subtitles.style_for(language, fps=fps, children=s.subtitle_audience == "children",
-                                    max_chars=max_chars, max_cps=max_cps)
-        events = subtitles.events(source.segments, language=language, style=style)
+        events, style = timed_events(ctx, source)
         report = subtitles.check(events, style, language=language)
         cues = [(e.start, e.end, e.text) for e in events]
         srt_path = ctx.job.outputs / f"{ctx.media.stem}.{language}.srt"
