@@ -29,6 +29,13 @@ def clip(name: str) -> Path:
     raise FileNotFoundError(name)
 
 
+def wer_against(item_id: str, text: str) -> float:
+    """WER of ``text`` against an eval item's reference: tests bound it, since another CPU
+    decodes differently (CTranslate2 picks its kernels by CPU)."""
+    item = next(i for i in evaluation.items() if i.id == item_id)
+    return evaluation.wer(item.text, text, item.language)
+
+
 def cli(out: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
         cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a child process, as a user would."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cli, clip, job_of, job_root
+from conftest import cli, clip, job_of, job_root, wer_against
 from cpwhisperx import evaluation, models
 from cpwhisperx.engines.asr import mlx_convert
 from cpwhisperx.errors import CpwError
@@ -90,7 +90,7 @@ def test_mlx_crash_falls_back_to_ctranslate2(tmp_path: Path) -> None:
     assert asr["warnings"] == ["fallback: mlx cpu/float32 killed by SIGSEGV; retrying with "
                                "faster-whisper cpu/int8"]
     assert asr["backend"] == "faster-whisper tiny.en cpu/int8"
-    assert "ask not what your country" in (root / "outputs" / "en_jfk.txt").read_text().lower()
+    assert wer_against("en_jfk", (root / "outputs" / "en_jfk.txt").read_text()) <= 0.15
 
 
 @needs_mlx

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cli, clip, job_of, job_root
+from conftest import cli, clip, job_of, job_root, wer_against
 from cpwhisperx import evaluation, media
 from cpwhisperx.engines import separate
 from cpwhisperx.engines.separate import deepfilternet
@@ -94,4 +94,4 @@ def test_separation_crash_keeps_the_job(tmp_path: Path) -> None:
                                       "deepfilternet failed: the original audio is used"]
     root = job_root(tmp_path, job_id)
     assert not (root / "02_separate" / "vocals.wav").exists()
-    assert "ask not what your country" in (root / "outputs" / "en_jfk.txt").read_text().lower()
+    assert wer_against("en_jfk", (root / "outputs" / "en_jfk.txt").read_text()) <= 0.15
