@@ -52,16 +52,20 @@ class FasterWhisperEngine:
                           word_timestamps=word_timestamps, on_progress=on_progress)
 
     def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
+        # The sentences' speech, where ASR found words: a "no speech" verdict is wrong there,
+        # and the base model gives one for whole windows of Hindi it translates poorly.
         return self.transcribe(audio, language=language, word_timestamps=False,
-                               task="translate")
+                               task="translate", no_speech_threshold=None)
 
     def transcribe(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
-                   offset: float = 0.0, task: str = "transcribe") -> list[Segment]:
+                   offset: float = 0.0, task: str = "transcribe",
+                   no_speech_threshold: float | None = 0.6) -> list[Segment]:
         """One window with faster-whisper's sequential decoder and its temperature fallback;
         ``audio`` starts ``offset`` seconds into the window (what is left of it)."""
         segments, _ = self.model.transcribe(audio, vad_filter=False, language=language,
                                             task=task, beam_size=self.beam_size,
-                                            word_timestamps=word_timestamps)
+                                            word_timestamps=word_timestamps,
+                                            no_speech_threshold=no_speech_threshold)
         return [Segment(start=round(seg.start + offset, 3), end=round(seg.end + offset, 3),
                         text=seg.text.strip(),
                         words=to_words(((w.start, w.end, w.word, w.probability)

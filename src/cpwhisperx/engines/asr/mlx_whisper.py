@@ -58,15 +58,18 @@ class MlxWhisperEngine:
                           on_progress=on_progress)
 
     def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
-        return self._run(audio, language=language, word_timestamps=False, task="translate")
+        # Speech where ASR found words: no "no speech" verdict (see the faster-whisper engine).
+        return self._run(audio, language=language, word_timestamps=False, task="translate",
+                         no_speech_threshold=None)
 
     def _run(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
-             task: str) -> list[Segment]:
+             task: str, no_speech_threshold: float | None = 0.6) -> list[Segment]:
         import mlx_whisper
 
         result = mlx_whisper.transcribe(audio, path_or_hf_repo=self.path, language=language,
                                         task=task, fp16=self.fp16,
-                                        word_timestamps=word_timestamps, verbose=None)
+                                        word_timestamps=word_timestamps, verbose=None,
+                                        no_speech_threshold=no_speech_threshold)
         return [_segment(seg, language) for seg in result["segments"] if seg["text"].strip()]
 
 
