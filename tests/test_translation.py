@@ -154,7 +154,9 @@ def test_replies_are_checked() -> None:
                      ('{"1": "तुम<|im_end|>", "2": "मैं"}', "garbled"),
                      ('{"1": "", "2": "मैं"}', "empty"),
                      ('{"1": "Where were you?", "2": "मैं"}', "not written in hi's script"),
-                     (json.dumps({"1": "त" * 80, "2": "मैं"}), "overlong")]:
+                     (json.dumps({"1": "त" * 80, "2": "मैं"}), "overlong"),
+                     # A small model's reply that loops: caught by the clean stage's rule.
+                     (json.dumps({"1": "तुम", "2": "नमस्ते, " * 8}), "a loop, 'नमस्ते,' 8 times")]:
         with pytest.raises(llm.InvalidReply, match=why):
             llm._parse(bad, ids, texts, "hi")
 
@@ -207,6 +209,18 @@ def test_llm_asks_in_words_where_response_format_is_refused() -> None:
     assert "response_format" in requests[0] and "response_format" not in requests[1]
     prompt = requests[1]["messages"][1]["content"]
     assert "Anna = Anne" in prompt and "Hello. Anna." in prompt and "1: Hello." in prompt
+
+
+def test_a_looping_reply_is_asked_again_warmer() -> None:
+    looping = _reply(json.dumps({"1": "नमस्ते, " * 45}))
+    with _endpoint([looping, _reply('{"1": "नमस्ते, अन्ना।"}')]) as (url, requests):
+        out = llm.LlmTranslator(base_url=url, model="m").translate(
+            ["Hello, Anna."], source="en", target="hi", context="")
+    assert out == ["नमस्ते, अन्ना।"]
+    assert [r["temperature"] for r in requests] == list(llm.TEMPERATURES[:2])
+    # A source that repeats itself may be translated so.
+    assert llm._parse(json.dumps({"1": "नहीं " * 5}), ["1"], ["No " * 5], "hi") == \
+        [" ".join(["नहीं"] * 5)]
 
 
 def test_llm_splits_a_failing_batch_and_leaves_what_fails_alone_untranslated() -> None:

@@ -27,6 +27,9 @@ from cpwhisperx.languages import LANGUAGES
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3  # per batch, before it is split
+# Each attempt's sampling temperature: a model that looped at 0 loops again at 0.
+TEMPERATURES = (0.0, 0.5, 0.9)
+LOOP_LIMIT = 3  # a word or phrase repeated more often in a row than its source has is a loop
 BACKOFF_S = 1.0  # doubled after each failed attempt
 # Chat-template markers a model leaked into its text (<|im_end|>, <end_of_turn>, ...).
 _TEMPLATE = re.compile(r"<\|[^|<>]*\|>|<(start|end)_of_turn>")
@@ -53,7 +56,8 @@ class LlmTranslator:
                   context: str) -> list[str]:
         for attempt in range(ATTEMPTS):
             try:
-                return self._ask(texts, source=source, target=target, context=context)
+                return self._ask(texts, source=source, target=target, context=context,
+                                 temperature=TEMPERATURES[attempt])
             except InvalidReply as exc:
                 log.warning("invalid reply for %d sentences (attempt %d): %s", len(texts),
                             attempt + 1, exc)
@@ -66,8 +70,8 @@ class LlmTranslator:
         return [*self.translate(texts[:half], source=source, target=target, context=context),
                 *self.translate(texts[half:], source=source, target=target, context=context)]
 
-    def _ask(self, texts: Sequence[str], *, source: str, target: str, context: str
-             ) -> list[str]:
+    def _ask(self, texts: Sequence[str], *, source: str, target: str, context: str,
+             temperature: float) -> list[str]:
         ids = [str(i + 1) for i in range(len(texts))]
         lines = "\n".join(f"{i}: {text}" for i, text in zip(ids, texts, strict=True))
         glossary = "".join(f"\n{term} = {said}" for term, said in self.glossary.items())
@@ -80,7 +84,7 @@ class LlmTranslator:
                    else "")
                 + f"Lines to translate:\n{lines}")
         body: dict[str, Any] = {
-            "model": self.model, "temperature": 0,
+            "model": self.model, "temperature": temperature,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             # Room for the longest translations accepted at a token a character, and the JSON.
             "max_tokens": sum(_longest(t) + 16 for t in texts) + 16}
@@ -163,8 +167,22 @@ def _parse(content: str, ids: list[str], texts: Sequence[str], target: str) -> l
         raise InvalidReply(f"expected the keys {ids}, got {content[:200]!r}")
     out = [" ".join(str(data[i]).split()) for i in ids]
     for text, source in zip(out, texts, strict=True):
+        if (loop := _loop(text)) and _loop(source) is None:
+            raise InvalidReply(f"a loop, {loop}: {text[:200]!r}")
         if not text or _TEMPLATE.search(text) or len(text) > _longest(source):
             raise InvalidReply(f"an empty, overlong or garbled translation: {text[:200]!r}")
         if not scripts.in_own_script(text, target):
             raise InvalidReply(f"not written in {target}'s script: {text[:200]!r}")
     return out
+
+
+def _loop(text: str) -> str | None:
+    """The first loop in a text, as the clean stage's rule finds them in transcripts."""
+    from cpwhisperx.hallucinations import collapse_loops
+
+    tokens = text.split()
+    _, loops = collapse_loops(tokens, LOOP_LIMIT)
+    if not loops:
+        return None
+    first = loops[0]
+    return f"{' '.join(tokens[k] for k in first.gram)!r} {first.count} times in a row"
