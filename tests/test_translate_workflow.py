@@ -9,7 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_times_valid, cli, clip, ffprobe_streams, job_of, job_root, no_hub
+from conftest import (
+    assert_times_valid,
+    cli,
+    clip,
+    error_line,
+    ffprobe_streams,
+    job_of,
+    job_root,
+    no_hub,
+    translate_jfk,
+)
 from cpwhisperx import scripts, translation
 from cpwhisperx.engines.translate import llama_server, llm
 from cpwhisperx.transcript import Transcript
@@ -153,3 +163,44 @@ def test_whisper_translates_hindi_speech_into_english(tmp_path: Path) -> None:
     for segment in english["segments"]:
         assert (segment["start"], segment["end"]) in spans
         assert scripts.share(segment["text"], "Latin") > 0.9
+
+
+def _dying_server(folder: Path) -> Path:
+    """A llama-server that dies as one built for another CPU does: SIGILL while loading."""
+    script = folder / "llama-server"
+    script.write_text("#!/bin/sh\nkill -ILL $$\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.parametrize("server", ["sigill", "missing"])
+def test_an_llm_that_cannot_start_is_one_line_when_asked_for(tmp_path: Path, gguf: Path,
+                                                             server: str) -> None:
+    binary = _dying_server(tmp_path) if server == "sigill" else tmp_path / "no-such-binary"
+    proc = translate_jfk(tmp_path, "--translator", "llm", "--set", f"LLM_MODEL={gguf}",
+                         env={"CPWHISPERX_LLAMA_SERVER": str(binary)})
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert ("died with SIGILL" in line and "Portable builds" in line) if server == "sigill" \
+        else "CPWHISPERX_LLAMA_SERVER" in line
+
+
+def test_auto_moves_on_from_an_llm_that_dies_at_start(tmp_path: Path, gguf: Path) -> None:
+    # LLM_MODEL set: auto tries the LLM first, then Whisper's own translation into English.
+    proc = cli(tmp_path, "translate", str(clip("hi_news_rain")), "-s", "hi", "-t", "en",
+               "--set", f"LLM_MODEL={gguf}",
+               env={"CPWHISPERX_LLAMA_SERVER": str(_dying_server(tmp_path))}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    stage = json.loads((job_root(tmp_path, job_of(proc)) / "manifest.json").read_text()
+                       )["stages"]["translate"]
+    assert stage["meta"]["en"]["engine"] == "whisper"
+    assert any("fallback: llm cannot run here (llama-server died with SIGILL" in w
+               for w in stage["warnings"]), stage["warnings"]
+
+
+def test_doctor_runs_llama_server_for_one_token(tmp_path: Path, gguf: Path) -> None:
+    ok = cli(tmp_path, "doctor", "--json")
+    assert json.loads(ok.stdout)["engines"]["llama-server"]["smoke_test"].startswith("ok")
+    dying = cli(tmp_path, "doctor", env={"CPWHISPERX_LLAMA_SERVER": str(_dying_server(tmp_path))})
+    assert dying.returncode == 1
+    assert "problem: llama-server smoke test failed: llama-server died with SIGILL" in dying.stdout

