@@ -301,6 +301,15 @@ def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
     assert "Whisper translates only into English, not into hi" in error_line(missing)
     assert not list(tmp_path.rglob("job.json"))
     assert media.probe(clip("en_jfk")).fps is None  # audio only: 25 fps for frame gaps
+    # With -s auto, once ASR has told the language: stopped there, the speech kept.
+    detected = cli(tmp_path, "subtitle", str(clip("en_jfk")), "-t", "en,hi",
+                   "--translator", "whisper")
+    assert detected.returncode == 1
+    assert "the speech is in en: Whisper translates only into English" in error_line(detected)
+    stages = json.loads((job_root(tmp_path, job_of(detected)) / "manifest.json").read_text()
+                        )["stages"]
+    assert stages["asr"]["status"] == "done" and stages["align"]["status"] == "pending"
+    assert stages["translate"]["status"] == "failed"
 
 
 def test_indic_languages_whisper_cannot_hear_are_targets_not_sources() -> None:

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from cpwhisperx import __version__, config, fsutil, hardware
-from cpwhisperx.errors import CpwError, MediaError
+from cpwhisperx.errors import ConfigError, CpwError, MediaError
 from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
 from cpwhisperx.progress import Reporter, Row
 from cpwhisperx.stages import (
@@ -152,6 +152,22 @@ def _fail(manifest: Manifest, log: logging.Logger, name: str, message: str,
     manifest.mark_failed(name, message, time.monotonic() - started)
 
 
+def _check_pairs(ctx: StageContext, manifest: Manifest) -> None:
+    """With ``-s auto``, a pair no engine can do is known once ASR has detected the language:
+    the run stops there (exit 1), not after the stages before translation."""
+    from cpwhisperx import translation
+
+    language = fsutil.read_json(asr.transcript_path(ctx.job))["language"]
+    try:
+        for target in ctx.settings.targets:
+            if target != language:
+                translation.engines(ctx.settings, source=language, target=target)
+    except ConfigError as exc:
+        message = f"the speech is in {language}: {exc.message}"
+        manifest.mark_failed("translate", message, 0.0)
+        raise CpwError(message) from None
+
+
 def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Reporter
             ) -> list[Row]:
     """Run or resume every stage of the job's workflow; raise CpwError on a failed stage."""
@@ -174,8 +190,11 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
         manifest.start_run()
         status = "failed"
         try:
-            for name in WORKFLOWS[info["workflow"]]:
+            workflow = WORKFLOWS[info["workflow"]]
+            for name in workflow:
                 rows.append(_run_stage(name, ctx, manifest, reporter))
+                if name == "asr" and "translate" in workflow:
+                    _check_pairs(ctx, manifest)
             status = "done"
         except KeyboardInterrupt:
             status = "interrupted"
