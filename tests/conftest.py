@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,21 @@ def clip(name: str) -> Path:
         for path in (EVAL / folder).glob(f"{name}.*"):
             return path
     raise FileNotFoundError(name)
+
+
+def wait_for(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def stage_status(manifest: Path, stage: str) -> str | None:
+    """A stage's status in a manifest that another process is writing."""
+    try:
+        return json.loads(manifest.read_text())["stages"][stage]["status"]
+    except (OSError, ValueError):
+        return None
 
 
 def wer_against(item_id: str, text: str) -> float:

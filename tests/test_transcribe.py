@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_times_valid, cli, clip, job_of, job_root, wer_against
+from conftest import (
+    REPO,
+    assert_times_valid,
+    cli,
+    clip,
+    job_of,
+    job_root,
+    stage_status,
+    wait_for,
+    wer_against,
+)
 from cpwhisperx import evaluation
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv")
@@ -87,20 +97,6 @@ def test_clean_english_passages_wer(tmp_path: Path) -> None:
     assert evaluation.wer(" ".join(refs), " ".join(hyps), "en") <= 0.12
 
 
-def _wait_for(predicate, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
-def _stage_status(manifest: Path, stage: str) -> str | None:
-    try:
-        return json.loads(manifest.read_text())["stages"][stage]["status"]
-    except (OSError, ValueError):
-        return None
-
-
 def _workers_of(root: Path) -> list[str]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -120,15 +116,20 @@ def test_sigkill_during_asr_resumes_without_redoing_demux_and_vad(tmp_path: Path
     run = subprocess.Popen([sys.executable, "-m", "cpwhisperx", "--out", str(tmp_path), "run",
                             "-j", job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            cwd=REPO)
-    _wait_for(lambda: _stage_status(manifest, "asr") == "running")
-    _wait_for(lambda: bool(_workers_of(job_root(tmp_path, job_id))))
+    wait_for(lambda: stage_status(manifest, "asr") == "running")
+    wait_for(lambda: bool(_workers_of(job_root(tmp_path, job_id))))
     time.sleep(0.5)  # into the model load / decoding
     run.send_signal(signal.SIGKILL)
     run.wait()
     # The worker notices at once (it would otherwise decode for seconds more): no orphan.
-    _wait_for(lambda: not _workers_of(job_root(tmp_path, job_id)), timeout=1)
-    assert _stage_status(manifest, "asr") == "running"
+    wait_for(lambda: not _workers_of(job_root(tmp_path, job_id)), timeout=1)
+    assert stage_status(manifest, "asr") == "running"
     assert not (job_root(tmp_path, job_id) / "04_asr" / "transcript.json").exists()
+    # Its lock went with it: status does not call a dead run running.
+    status = cli(tmp_path, "status", "-j", job_id, "--json")
+    seen = json.loads(status.stdout)["manifest"]
+    assert seen["stages"]["asr"]["status"] == "interrupted"
+    assert seen["runs"][-1]["status"] == "interrupted"
 
     again = cli(tmp_path, "run", "-j", job_id)
     assert again.returncode == 0, again.stderr

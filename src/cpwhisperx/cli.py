@@ -104,7 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cpwhisperx import jobs
 
     job = jobs.find(_out_root(args), args.job)
-    manifest = jobs.Manifest.load(job)
+    manifest = jobs.Manifest(job, jobs.Manifest.load(job).as_seen())
     if args.json:
         print(json.dumps({"job": job.info(), "manifest": manifest.data}, ensure_ascii=False,
                          indent=2))
@@ -220,14 +220,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a service manager) stops a run as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    import logging
+    import signal
+
+    from cpwhisperx import fsutil
+
     args = build_parser().parse_args(argv)
     args.out = getattr(args, "out", None)
+    signal.signal(signal.SIGTERM, _terminated)
+    logging.raiseExceptions = False  # a log that cannot be written (a full disk) is no traceback
     try:
         return args.func(args)
     except CpwError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # what no stage caught: still one line
+        print(f"error: {fsutil.os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         job = getattr(args, "job", None)
         again = f"cpwhisperx run -j {job}" if job else "`cpwhisperx run -j <job id>`"

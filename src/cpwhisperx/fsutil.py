@@ -1,6 +1,7 @@
 """Atomic file writes: a reader never sees a half-written file, even after kill -9."""
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -15,11 +16,29 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+NAME_MAX = 255  # bytes in a file name, on every file system we write to
+# Room kept after an output's stem for what follows it: ".subtitled.mkv", ".mai.burned.mkv".
+SUFFIX_ROOM = 16
+
+
+def fit_stem(stem: str) -> str:
+    """A media file's stem as output names can hold it: unchanged where it fits, else cut on a
+    character boundary and given a short hash of the whole, so that two long names that share
+    a beginning still differ (80 Hindi or CJK characters are 240 bytes)."""
+    limit = NAME_MAX - SUFFIX_ROOM
+    if len(stem.encode()) <= limit:
+        return stem
+    tag = "-" + hashlib.sha256(stem.encode()).hexdigest()[:8]
+    cut = stem.encode()[:limit - len(tag)].decode("utf-8", errors="ignore")
+    return cut + tag
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Open a temp file beside ``path``; on success fsync and rename it over ``path``."""
+    """Open a temp file beside ``path``; on success fsync and rename it over ``path``. The temp
+    file's name is short, whatever the final one's length."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".cpw-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
@@ -31,6 +50,17 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def os_error(exc: OSError, path: Path | str | None = None) -> str:
+    """An OSError as the one line a user can act on."""
+    where = exc.filename or path or "a file"
+    if exc.errno == errno.ENOSPC:
+        return f"disk full while writing {where}: free some space and run again"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write {where}: {exc.strerror}; make the folder writable, or choose "
+                "another with --out or CPWHISPERX_OUT")
+    return f"{where}: {exc.strerror or exc}"
 
 
 def write_text(path: Path, text: str) -> None:

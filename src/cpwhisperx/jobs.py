@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import getpass
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -73,13 +74,31 @@ class Job:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive while a run is going; the OS releases it if the process dies (kill -9)."""
-        with (self.root / ".lock").open("a+") as fh:
+        try:
+            fh = (self.root / ".lock").open("a+")
+        except OSError as exc:
+            raise CpwError(f"job {self.id}: {fsutil.os_error(exc, self.root)}") from None
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise CpwError(f"job {self.id} is being run by another process: wait for it "
                                "or stop it first") from None
             yield
+
+    def running(self) -> bool:
+        """Whether a live process runs the job now: one holds its lock. A run recorded as
+        running without one died (kill -9, a power cut)."""
+        try:
+            fh = (self.root / ".lock").open("r")
+        except FileNotFoundError:
+            return False
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
 
 
 def _ensure_dir(path: Path, out_root: Path) -> None:
@@ -115,7 +134,8 @@ def create(out_root: Path, *, media: Path, workflow: str, settings: Settings) ->
     (job.root / "logs").mkdir()
     job.outputs.mkdir()
     fsutil.write_json(job.job_json, {
-        "id": job.id, "media": str(media), "workflow": workflow,
+        "id": job.id, "media": str(media), "output_stem": fsutil.fit_stem(media.stem),
+        "workflow": workflow,
         "source_language": settings.source_language, "target_languages": settings.targets,
         "user": user, "created": now(), "tool_version": __version__})
     config.write_job_env(job.env_file, settings)
@@ -156,7 +176,25 @@ class Manifest:
                            ) from None
 
     def save(self) -> None:
-        fsutil.write_json(self.job.manifest_path, self.data)
+        """Atomic: a save that fails (a full disk) leaves the last one on disk whole."""
+        try:
+            fsutil.write_json(self.job.manifest_path, self.data)
+        except OSError as exc:
+            raise CpwError(fsutil.os_error(exc, self.job.manifest_path)) from None
+
+    def as_seen(self) -> dict[str, Any]:
+        """The manifest as ``status`` tells it: what it records as running, when no process
+        runs the job, was interrupted."""
+        if self.job.running():
+            return self.data
+        data = json.loads(json.dumps(self.data))
+        for entry in [*data["stages"].values(), *data["runs"]]:
+            if entry["status"] == "running":
+                entry["status"] = "interrupted"
+        for run in data["runs"]:
+            run["stages"] = {k: "interrupted" if v == "running" else v
+                             for k, v in run["stages"].items()}
+        return data
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.data["stages"].setdefault(name, _pending())

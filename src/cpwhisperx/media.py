@@ -4,6 +4,7 @@ Commands are argument lists, never shell strings, so any file name works.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -153,7 +154,8 @@ def ffmpeg(args: list[str], *, out: Path, duration: float,
     """Run ffmpeg with ``args`` (inputs, maps, codecs, ``-f``) writing ``out`` atomically: to a
     hidden temp file beside it, renamed once complete (and once ``check`` passes). A failure
     raises ``failure(ffmpeg's last error line)``, or says the disk is full."""
-    tmp = out.with_name(f".{out.name}.tmp")
+    # Short, whatever the length of out's name (which may fill NAME_MAX).
+    tmp = out.with_name(f".cpw-{hashlib.sha256(out.name.encode()).hexdigest()[:12]}.tmp")
     cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args,
            "-progress", "pipe:1", "-nostats", str(tmp)]
     # stderr goes to a file: a damaged file can print more errors than a pipe holds.

@@ -1,7 +1,6 @@
 """Run a job's stages in order, skipping those whose inputs and settings are unchanged."""
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -125,19 +124,15 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
             reporter.info(f"{name}: done in {seconds:.1f} s")
             return Row(name, "ran", seconds, result.backend, "; ".join(result.warnings))
         except KeyboardInterrupt:
-            manifest.mark_failed(name, "interrupted", time.monotonic() - started)
+            _fail(manifest, log, name, "interrupted", started)
             raise
         except CpwError as exc:
             _fail(manifest, log, name, exc.message, started)
             raise
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                message = (f"disk full while writing {exc.filename or job.root}: "
-                           "free some space and run again")
-            else:
-                message = f"{exc.filename or job.root}: {exc.strerror or exc}"
+            message = fsutil.os_error(exc, job.root)
             _fail(manifest, log, name, message, started)
-            raise CpwError(message) from exc
+            raise CpwError(message) from None
         except Exception as exc:
             log.exception("unexpected error")
             message = (f"stage {name} failed: {type(exc).__name__}: {exc}; "
@@ -148,8 +143,13 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
 
 def _fail(manifest: Manifest, log: logging.Logger, name: str, message: str,
           started: float) -> None:
+    """Record a stage's failure; where even that cannot be saved (the disk is full), the
+    manifest on disk stays the last one saved, and the failure itself is what the user hears."""
     log.error(message)
-    manifest.mark_failed(name, message, time.monotonic() - started)
+    try:
+        manifest.mark_failed(name, message, time.monotonic() - started)
+    except CpwError as exc:
+        log.error("the failure is not recorded: %s", exc.message)
 
 
 def _check_pairs(ctx: StageContext, manifest: Manifest) -> None:
@@ -200,7 +200,11 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
             status = "interrupted"
             raise
         finally:
-            manifest.end_run(status)
+            try:
+                manifest.end_run(status)
+            except CpwError:
+                if status == "done":  # else the run's own error is the one to tell
+                    raise
     return rows
 
 

@@ -48,6 +48,9 @@ def main(argv: list[str]) -> int:
     except CpwError as exc:
         print(f"error {exc.message}", flush=True)
         return RETRY_EXIT if isinstance(exc, EngineUnavailable) else ERROR_EXIT
+    except OSError as exc:  # a full or read-only disk: no other configuration helps
+        print(f"error {fsutil.os_error(exc)}", flush=True)
+        return ERROR_EXIT
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cpwhisperx.config import Settings
+from cpwhisperx.fsutil import fit_stem
 from cpwhisperx.hardware import Resolved
 from cpwhisperx.jobs import Job
 
@@ -23,6 +24,11 @@ class StageContext:
 
     def dir(self, stage: str) -> Path:
         return self.job.stage_dir(stage)
+
+    @property
+    def stem(self) -> str:
+        """The media's stem as output names hold it (``fsutil.fit_stem``)."""
+        return fit_stem(self.media.stem)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

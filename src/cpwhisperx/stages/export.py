@@ -14,7 +14,7 @@ INPUTS = ("demux", "clean")
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"formats": sorted([*writers.WRITERS, *writers.CUE_WRITERS]), "stem": ctx.media.stem,
+    return {"formats": sorted([*writers.WRITERS, *writers.CUE_WRITERS]), "stem": ctx.stem,
             **subtitles_stage.style_config(ctx)}
 
 
@@ -22,13 +22,13 @@ def run(ctx: StageContext) -> StageResult:
     transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
     outputs = []
     for ext, write in writers.WRITERS.items():
-        path = ctx.job.outputs / f"{ctx.media.stem}.{ext}"
+        path = ctx.job.outputs / f"{ctx.stem}.{ext}"
         fsutil.write_text(path, write(transcript))
         outputs.append(path)
     events, _ = subtitles_stage.timed_events(ctx, transcript)
     cues = [(e.start, e.end, e.text) for e in events]
     for ext, write_cues in writers.CUE_WRITERS.items():
-        path = ctx.job.outputs / f"{ctx.media.stem}.{ext}"
+        path = ctx.job.outputs / f"{ctx.stem}.{ext}"
         fsutil.write_text(path, write_cues(cues))
         outputs.append(path)
     ctx.progress(1.0)

@@ -20,7 +20,7 @@ MP4_SOURCES = (".mp4", ".m4v", ".mov")
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"media": str(ctx.media), "stem": ctx.media.stem, "burn_in": ctx.settings.burn_in}
+    return {"media": str(ctx.media), "stem": ctx.stem, "burn_in": ctx.settings.burn_in}
 
 
 def language_tag(code: str) -> tuple[str, str]:
@@ -47,7 +47,7 @@ def run(ctx: StageContext) -> StageResult:
     def progress(step: int) -> Callable[[float], None]:
         return lambda fraction: ctx.progress((step + fraction) / steps)
 
-    out = ctx.job.outputs / f"{ctx.media.stem}.subtitled.{container[0]}"
+    out = ctx.job.outputs / f"{ctx.stem}.subtitled.{container[0]}"
     args = ["-i", str(ctx.media)]
     for track in tracks:
         args += ["-i", track["srt"]]
@@ -95,7 +95,7 @@ def _burn_in(ctx: StageContext, track: dict[str, str], *, container: tuple[str, 
              duration: float, on_progress: Callable[[float], None]) -> Path:
     """The video with one language drawn into the picture (re-encoded with libx264, audio
     copied), beside the soft-subtitled file."""
-    out = ctx.job.outputs / f"{ctx.media.stem}.{track['language']}.burned.{container[0]}"
+    out = ctx.job.outputs / f"{ctx.stem}.{track['language']}.burned.{container[0]}"
     # The subtitles filter parses its argument: a copy with a plain name, read from its
     # folder, needs no escaping whatever the job's path holds.
     plain = ctx.dir(NAME) / "burn.srt"

@@ -27,7 +27,7 @@ def style_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"targets": ctx.settings.targets, **style_config(ctx), "stem": ctx.media.stem}
+    return {"targets": ctx.settings.targets, **style_config(ctx), "stem": ctx.stem}
 
 
 def timed_events(ctx: StageContext, transcript: Transcript
@@ -56,7 +56,7 @@ def run(ctx: StageContext) -> StageResult:
         events, style = timed_events(ctx, source)
         report = subtitles.check(events, style, language=language)
         cues = [(e.start, e.end, e.text) for e in events]
-        srt_path = ctx.job.outputs / f"{ctx.media.stem}.{language}.srt"
+        srt_path = ctx.job.outputs / f"{ctx.stem}.{language}.srt"
         vtt_path = srt_path.with_suffix(".vtt")
         report_path = ctx.dir(NAME) / f"{language}.conformance.json"
         fsutil.write_text(srt_path, writers.srt_text(cues))

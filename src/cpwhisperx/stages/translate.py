@@ -53,7 +53,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
             "llm": [s.llm_base_url, s.llm_model, s.llm_context_chars],
             "model": s.translation_model,
             "glossary": fsutil.sha256_file(glossary) if glossary and glossary.is_file() else None,
-            "stem": ctx.media.stem}
+            "stem": ctx.stem}
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -93,7 +93,7 @@ def run(ctx: StageContext) -> StageResult:
         fsutil.write_json(path, result.to_dict())
         outputs.append(path)
         for ext in ("json", "txt"):
-            out = ctx.job.outputs / f"{ctx.media.stem}.{target}.{ext}"
+            out = ctx.job.outputs / f"{ctx.stem}.{target}.{ext}"
             fsutil.write_text(out, writers.WRITERS[ext](result))
             outputs.append(out)
         meta[target] = {"engine": name, "model": model, "segments": len(result.segments),
