@@ -45,7 +45,7 @@ def main() -> None:
     wanted = set(args.ids.split(",")) if args.ids else None
     rows = []
     print("| clip | lang | length | WER | CER | subtitles meeting every rule "
-          "| word start error (median) | own script | wall |\n|" + "---|" * 9)
+          "| word start error (median) | own script (English words aside) | wall |\n|" + "---|" * 9)
     for item in evaluation.items():
         if item.expect != "transcript" or not item.text or item.path.suffix != ".flac":
             continue
@@ -58,7 +58,9 @@ def main() -> None:
         w = evaluation.wer(item.text, hyp, item.language)
         c = evaluation.cer(item.text, hyp, item.language)
         native = scripts.NATIVE_SCRIPTS.get(item.language or "")
-        script = f"{scripts.share(hyp, native):.1%} {native}" if native else "-"
+        # English words of Hinglish are not counted: they stay in Latin script.
+        script = (f"{scripts.native_share(hyp, item.language):.1%} {native}" if native
+                  else "-")
         print(f"| {item.id} | {item.language} | {item.duration or 0:.1f} s | {w:.1%} | {c:.1%} "
               f"| {conformance(transcript, item.language):.0%} "
               f"| {start_error_ms(item, transcript)} | {script} | {seconds:.1f} s |", flush=True)

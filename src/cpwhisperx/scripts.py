@@ -2,14 +2,19 @@
 small Whisper model writes in another script (Urdu's Perso-Arabic for Hindi, Bengali for
 Assamese, ...) into the language's own script, with Aksharamukha.
 
-Latin text is left alone: in Hinglish it is English words, which are written as spoken.
+Latin words that are English (in CMUdict, which pocketsphinx ships) are left alone: in Hinglish
+they are written as spoken. Other Latin words are the language romanized ("CHEMENTÁYAR") and
+are transliterated; stray letters of any other script (a Cyrillic "Р" in a Hindi word, which
+decoding on another CPU gave) are dropped.
 """
-# ruff: noqa: RUF001, RUF003 (Urdu letters are what this module handles)
+# ruff: noqa: RUF001, RUF002, RUF003 (Urdu letters are what this module handles)
 
 import re
 import unicodedata
 from collections import Counter
 from functools import cache
+
+import regex
 
 # Indic languages → their script, as Aksharamukha names it (Whisper's, then subtitle targets).
 NATIVE_SCRIPTS: dict[str, str] = {
@@ -92,18 +97,87 @@ def _transliterate():
 
 
 def to_native(text: str, language: str) -> str:
-    """``text`` with its words in another non-Latin script converted to ``language``'s own."""
+    """``text`` in ``language``'s own script: words in another Indic script or Urdu's
+    converted, Latin words kept where they are English and transliterated where not, letters of
+    any other script dropped."""
     target = NATIVE_SCRIPTS[language]
     text = unicodedata.normalize("NFC", text)
     sources = [_SOURCES[name] for name in letters(text)
                if name in _SOURCES and name != target.upper()]
-    if not sources:
-        return text
     for source in sources:
         text = (_from_urdu(text, target) if source == "Urdu"
                 else _transliterate()(source, target, text))
+    text = _RUN.sub(lambda m: _own(m.group(0), target), text)
     # Aksharamukha marks ambiguous joins with "_" and zero-width spaces.
-    return unicodedata.normalize("NFC", re.sub("[_\u200b]", "", text))
+    return unicodedata.normalize("NFC", re.sub("[_\u200b]", "", " ".join(text.split())))
+
+
+# A run of letters with their marks (vowel signs, viramas, accents).
+_RUN = regex.compile(r"\p{L}[\p{L}\p{M}]*")
+
+
+def _own(run: str, target: str) -> str:
+    """One run of letters in the target script, or what it becomes there."""
+    return "".join(_convert(part, target) for part in _by_script(run))
+
+
+def _by_script(run: str) -> list[str]:
+    """A run of letters cut where its script changes (marks go with their letter)."""
+    parts: list[str] = []
+    for char in run:
+        if parts and (unicodedata.category(char)[0] == "M"
+                      or _script_of(char) == _script_of(parts[-1])):
+            parts[-1] += char
+        else:
+            parts.append(char)
+    return parts
+
+
+def _script_of(text: str) -> str:
+    return unicodedata.name(text[0], "?").split()[0] if text else ""
+
+
+def _convert(part: str, target: str) -> str:
+    script = _script_of(part)
+    if script == target.upper():
+        return part
+    if script == "LATIN":
+        plain = "".join(c for c in unicodedata.normalize("NFKD", part)
+                        if not unicodedata.combining(c)).lower()
+        if plain in english_words():
+            return part
+        # Romanized Hindi: a word-final "a" is long ("khana", "kya"), and a final consonant
+        # has no vowel sign (Hindi drops the schwa).
+        roman = re.sub(r"(?<=[^aeiou])a$", "A", plain).replace("w", "v").replace("x", "ks")
+        native = _transliterate()("HK", target, roman).removesuffix("\u094d")
+        return regex.sub(r"\p{Latin}", "", native)  # what Harvard-Kyoto has no letter for
+    return ""  # a stray letter of another script: no sound of the language is lost
+
+
+@cache
+def english_words() -> frozenset[str]:
+    """English words, as CMUdict (shipped with pocketsphinx) spells them, in lower case."""
+    import os
+
+    import pocketsphinx
+
+    path = os.path.join(pocketsphinx.get_model_path(), "en-us", "cmudict-en-us.dict")
+    with open(path, encoding="utf-8") as fh:
+        return frozenset(line.split(" ", 1)[0].split("(", 1)[0] for line in fh)
+
+
+def native_share(text: str, language: str) -> float:
+    """The share of ``text``'s letters in ``language``'s own script, English words (Latin, in
+    CMUdict) not counted: what ``HINDI_SCRIPT=devanagari`` promises to be 1.0."""
+    script = NATIVE_SCRIPTS[language]
+    words = [w for run in _RUN.findall(text) for w in _by_script(run)
+             if not (_script_of(w) == "LATIN" and _plain(w) in english_words())]
+    return share(" ".join(words), script) if words else 1.0
+
+
+def _plain(word: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", word)
+                   if not unicodedata.combining(c)).lower()
 
 
 def _from_urdu(text: str, target: str) -> str:

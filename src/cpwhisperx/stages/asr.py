@@ -133,7 +133,9 @@ def _nfc(segment: Segment) -> Segment:
 
 
 def _to_native(segment: Segment, language: str) -> Segment:
-    words = tuple(replace(w, text=scripts.to_native(w.text, language)) for w in segment.words)
+    """The segment in the language's script; a word that was only stray letters is gone."""
+    words = tuple(replace(w, text=text) for w in segment.words
+                  if (text := scripts.to_native(w.text, language)))
     return replace(segment, text=scripts.to_native(segment.text, language), words=words)
 
 
