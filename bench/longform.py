@@ -57,7 +57,9 @@ def _journaled(root: Path, chunks: dict[str, int], batch: int) -> tuple[int, int
             return 0, 0
         regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
         chunks["total"] = math.ceil(len(lanes(regions, batch_size=batch)) / batch)
-    done = max(0, len(journal.read_text().splitlines()) - 1) if journal.is_file() else 0
+    # Finished chunks; the decoding steps of the one in progress are lines with a "step".
+    lines = journal.read_text().splitlines()[1:] if journal.is_file() else []
+    done = sum('"step"' not in line for line in lines)
     return done, chunks["total"]
 
 
@@ -113,8 +115,9 @@ def main() -> None:
         meta = json.loads((root / "04_asr" / "transcript.json").read_text())["meta"]
         stages = json.loads((root / "manifest.json").read_text())["stages"]
         text = (root / "outputs" / f"{media.stem}.txt").read_text()
-        print(f"ASR chunks: {meta['chunks']}, kept from the killed run {meta['resumed_chunks']}, "
-              f"decoded by the last run {meta['chunks'] - meta['resumed_chunks']}")
+        print(f"ASR chunks: {meta['chunks']}, kept from the killed run {meta['resumed_chunks']} "
+              f"and {meta['resumed_steps']} decoding steps of the next, decoded by the last run "
+              f"{meta['chunks'] - meta['resumed_chunks']}")
         print("stage seconds, as last run: " + " ".join(f"{k} {v['seconds']:.1f} s" for k, v in
                                                stages.items() if v.get("seconds") is not None))
         print(f"total wall {total_wall:.1f} s (RTF {total_wall / duration:.3f}), "

@@ -1,5 +1,6 @@
 """Long-form: audio read from disk in slices, speech decoded in journaled chunks, resume."""
 
+import contextlib
 import json
 import math
 import signal
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO, assert_times_valid, cli, clip, job_root
+from conftest import REPO, assert_times_valid, cli, clip, job_root, stage_status, wait_for
 from cpwhisperx import evaluation, media
 from cpwhisperx.engines import vad as vad_engines
 from cpwhisperx.engines.asr import LANE_S, MIN_LANE_S, WINDOW_S, Window, lanes, speech_windows
@@ -321,3 +322,51 @@ def test_a_step_is_cut_where_whisper_went_past_speech() -> None:
     assert paused == parts([(" Stay", 0.0, 0.3), (" with", 0.3, 0.5), (" us.", 0.5, 0.9)])
     first = parts([(" Well", 0.0, 4.5), (" then.", 4.5, 5.0)])
     assert not batched._cut_at_skip(first, tokenizer)  # nothing before it to end the step at
+
+
+def _journaled_share(journal: Path, lane_s: list[float]) -> tuple[float, int, int]:
+    """(share of the lanes' speech in journaled steps, steps, finished chunks)."""
+    lines = journal.read_text().splitlines()[1:] if journal.is_file() else []
+    entries = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            entries.append(json.loads(line))
+    reached = dict.fromkeys(range(len(lane_s)), 0.0)
+    steps = [e["step"] for e in entries if "step" in e]
+    for step in steps:
+        for key, window in step.items():
+            reached[int(key)] = min(window["seek"] / 100, lane_s[int(key)])
+    return (sum(reached.values()) / sum(lane_s), len(steps),
+            sum("step" not in e for e in entries))
+
+
+def test_kill_mid_chunk_keeps_every_finished_decoding_step(tmp_path: Path) -> None:
+    """A 4-minute file is one chunk of lanes with the default batch size: killed half way
+    through it, the next run takes up the decoding steps journaled, not the whole chunk."""
+    media_path, reference, _ = evaluation.long_form(4, tmp_path)
+    out = tmp_path / "out"
+    job_id = cli(out, "prepare", "--media", str(media_path), "-s", "en").stdout.strip()
+    root = job_root(out, job_id)
+    journal = root / "04_asr" / "chunks.jsonl"
+    run = subprocess.Popen([sys.executable, "-m", "cpwhisperx", "--out", str(out), "run", "-j",
+                            job_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           cwd=REPO)
+    wait_for(lambda: stage_status(root / "manifest.json", "asr") == "running")
+    regions = [(r["start"], r["end"]) for r in
+               json.loads((root / "03_vad" / "speech.json").read_text())["regions"]]
+    lane_s = [sum(e - s for s, e in lane.regions) for lane in lanes(regions, batch_size=8)]
+    assert len(lane_s) <= 8  # one chunk
+    wait_for(lambda: _journaled_share(journal, lane_s)[0] >= 0.4)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    kept, steps, chunks = _journaled_share(journal, lane_s)
+    assert chunks == 0 and steps >= 1 and kept >= 0.4
+
+    again = cli(out, "run", "-j", job_id)
+    assert again.returncode == 0, again.stderr
+    meta = json.loads((root / "04_asr" / "transcript.json").read_text())["meta"]
+    assert (meta["resumed_chunks"], meta["resumed_steps"]) == (0, steps)
+    text = (root / "outputs" / f"{media_path.stem}.txt").read_text()
+    # Nothing lost or said twice where the run was taken up.
+    assert evaluation.wer(reference, text, "en") <= 0.08
+    assert abs(len(text.split()) / len(reference.split()) - 1) <= 0.03

@@ -2,9 +2,9 @@
 
 The engine runs in a worker process (``work``), retried once with the fallback configuration
 if it crashes or hangs. Speech is decoded in chunks of ``BATCH_SIZE`` lanes (``lanes``), read
-from disk as needed; ``chunks.jsonl`` keeps every finished chunk, so a crash or a kill at hour
-1:50 of a film loses at most the chunk in progress, for the retry and for the next ``run``
-alike.
+from disk as needed; ``chunks.jsonl`` keeps every finished chunk and every decoding step of the
+chunk in progress (30 s of each lane, decoded together), so a crash or a kill at hour 1:50 of a
+film loses at most one step of each lane, for the retry and for the next ``run`` alike.
 Indic languages come out in their own script (``HINDI_SCRIPT``, see ``_in_native_script``).
 """
 
@@ -65,23 +65,31 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     windows = asr_engines.lanes([tuple(r) for r in task["regions"]], batch_size=size)
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
     journal = Journal(Path(task["journal"]), key=task["journal_key"])
-    entries = journal.load()
+    loaded = journal.load()
+    entries = [e for e in loaded if "step" not in e]  # finished chunks
     resumed = len(entries)
-    log.info("%d windows in %d chunks; %d chunks kept from an earlier run",
-             len(windows), len(chunks), resumed)
+    # The chunk in progress: its decoding steps an interrupted run finished.
+    done_steps = [e["step"] for e in loaded if "step" in e and e["chunk"] == resumed]
+    log.info("%d windows in %d chunks; %d chunks and %d decoding steps kept from an earlier run",
+             len(windows), len(chunks), resumed, len(done_steps))
     language, probability = task["language"], None
-    if language is None and entries:  # detected by the run that journaled them
-        language, probability = entries[0]["language"], entries[0]["language_probability"]
+    if language is None and loaded:  # detected by the run that journaled them
+        language, probability = loaded[0]["language"], loaded[0]["language_probability"]
     with media.WavReader(Path(task["audio"])) as audio:
         for index in range(resumed, len(chunks)):
             audios = [window.read(audio) for window in chunks[index]]
             if language is None:  # detected once, on the first window of speech
                 language, probability = (engine.detect_language(audios[0])
                                          if engine.multilingual else ("en", 1.0))
+
+            where = {"chunk": index, "language": language, "language_probability": probability}
+            steps = asr_engines.Steps(done=done_steps if index == resumed else (),
+                                      record=lambda step, where=where:
+                                      journal.append({**where, "step": step}))
             decoded = engine.decode(audios, language=language,
                                     word_timestamps=task["word_timestamps"],
                                     on_progress=lambda done, index=index:
-                                    progress((index + done) / len(chunks)))
+                                    progress((index + done) / len(chunks)), steps=steps)
             redecoded = 0
             if task["native_script"] and language in scripts.NATIVE_SCRIPTS:
                 decoded, redecoded = _in_native_script(engine, audios, decoded, language=language,
@@ -97,7 +105,7 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     segments = tuple(Segment.from_dict(s) for e in entries for s in e["segments"])
     meta = {"model": ref.name, "model_source": ref.source, "engine": engine.name,
             "language_probability": None if probability is None else round(probability, 3),
-            "chunks": len(chunks), "resumed_chunks": resumed,
+            "chunks": len(chunks), "resumed_chunks": resumed, "resumed_steps": len(done_steps),
             "redecoded_windows": sum(e.get("redecoded", 0) for e in entries)}
     return tidy(Transcript(language or "und", segments, meta), duration).to_dict()
 

@@ -4,7 +4,7 @@ those back onto the media's timeline."""
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,17 @@ LANE_S = 120.0
 MIN_LANE_S = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Steps:
+    """The decoding steps an earlier run of the same windows finished, and where to record each
+    new one: per window, its new segments and how it goes on (``next``: ``decode`` from
+    ``seek`` prompted with its ``tokens`` so far, the sequential ``fallback`` or a ``leftover``
+    from ``seek``, or ``done``). Engines that decode a window in one go ignore it."""
+
+    done: Sequence[dict[str, Any]]
+    record: Callable[[dict[str, Any]], None]
+
+
 class AsrEngine(Protocol):
     name: str
     multilingual: bool
@@ -29,7 +40,8 @@ class AsrEngine(Protocol):
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]: ...
 
     def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
-               on_progress: Callable[[float], None] | None = None) -> list[list[Segment]]:
+               on_progress: Callable[[float], None] | None = None,
+               steps: Steps | None = None) -> list[list[Segment]]:
         """Segments per window, times in seconds from the start of that window's audio;
         ``on_progress`` hears the share of the windows' audio decoded so far."""
         ...

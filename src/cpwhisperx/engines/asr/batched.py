@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from faster_whisper import WhisperModel
 
-from cpwhisperx.engines.asr import to_words
+from cpwhisperx.engines.asr import Steps, to_words
 from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 from cpwhisperx.transcript import Segment
 
@@ -65,7 +65,9 @@ class _Piece:
 
 def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
            word_timestamps: bool, on_progress: Callable[[float], None] | None = None,
-           pack: bool = True) -> list[list[Segment]]:
+           pack: bool = True, steps: Steps | None = None) -> list[list[Segment]]:
+    """Segments per window (window times). With ``steps``, each decoding step is recorded as it
+    finishes, and the steps an interrupted run recorded are taken up, not decoded again."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -83,6 +85,8 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     leftovers: list[tuple[int, int]] = []  # (window, mel frame): to pack with others
     pieces = [_Piece(i, 0) for i in range(len(audios)) if frames[i] > 0]
     reached = [0 if n else 1 for n in frames]  # mel frames decoded, for progress
+    if steps and steps.done:
+        pieces = _resumed(steps.done, found, fallback, leftovers, reached)
     while pieces:
         log.debug("decoding %d windows together", len(pieces))
         sizes = [min(step, frames[p.window] - p.seek) for p in pieces]
@@ -128,8 +132,14 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             # A step cut where Whisper went past speech goes on from there, however it ended.
             going = [(piece, parts, seek, not _cut_at_skip(parts, tokenizer) and single_ending)
                      for piece, parts, seek, single_ending in going]
+        record = {str(p.window): {"segments": [], "tokens": [], "next": "done",
+                                  "seek": frames[p.window]} for p in pieces}
         for piece, parts in zip(pieces, kept, strict=True):
-            found[piece.window] += _segments(parts, tokenizer)
+            new = _segments(parts, tokenizer)
+            found[piece.window] += new
+            record[str(piece.window)]["segments"] = [seg.to_dict() for seg in new]
+            if piece.window in fallback:
+                record[str(piece.window)].update(next="fallback", seek=fallback[piece.window])
         pieces = []
         for piece, parts, seek, single_ending in going:
             ends = [w["end"] for part in parts for w in part.get("words", ())]
@@ -144,9 +154,13 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                 continue
             if pack and (frames[piece.window] - seek) * per_frame <= LEFTOVER_S:
                 leftovers.append((piece.window, seek))
+                record[str(piece.window)].update(next="leftover", seek=seek)
                 continue
             done = [t for part in parts for t in part["tokens"]]  # timestamps too
             pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))
+            record[str(piece.window)].update(next="decode", seek=seek, tokens=done)
+        if steps:
+            steps.record(record)
         if on_progress:
             on_progress(sum(reached) / sum(max(n, 1) for n in frames))
     hop = model.feature_extractor.hop_length
@@ -161,6 +175,30 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     if on_progress:
         on_progress(1.0)
     return found
+
+
+def _resumed(done: Sequence[dict], found: list[list[Segment]], fallback: dict[int, int],
+             leftovers: list[tuple[int, int]], reached: list[int]) -> list[_Piece]:
+    """The state the recorded steps left the windows in: their segments in ``found``, and the
+    pieces to decode next."""
+    state: dict[int, dict] = {}
+    tokens: dict[int, list[int]] = {}
+    for step in done:
+        for key, window in step.items():
+            i = int(key)
+            found[i] += [Segment.from_dict(seg) for seg in window["segments"]]
+            tokens.setdefault(i, []).extend(window["tokens"])
+            state[i] = window
+            reached[i] = max(reached[i], window["seek"])
+    pieces = []
+    for i, window in sorted(state.items()):
+        if window["next"] == "decode":
+            pieces.append(_Piece(i, window["seek"], tuple(tokens[i])))
+        elif window["next"] == "fallback":
+            fallback[i] = window["seek"]
+        elif window["next"] == "leftover":
+            leftovers.append((i, window["seek"]))
+    return pieces
 
 
 def _encode(model: WhisperModel, features: np.ndarray):

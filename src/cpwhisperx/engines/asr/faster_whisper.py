@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cpwhisperx import errors
-from cpwhisperx.engines.asr import one_by_one, to_words
+from cpwhisperx.engines.asr import Steps, one_by_one, to_words
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment
@@ -42,12 +42,14 @@ class FasterWhisperEngine:
         return language, probability
 
     def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
-               on_progress: Callable[[float], None] | None = None) -> list[list[Segment]]:
+               on_progress: Callable[[float], None] | None = None,
+               steps: Steps | None = None) -> list[list[Segment]]:
         if self.batch_size > 1 and len(audios) > 1:
             from cpwhisperx.engines.asr import batched
 
             return batched.decode(self, audios, language=language,
-                                  word_timestamps=word_timestamps, on_progress=on_progress)
+                                  word_timestamps=word_timestamps, on_progress=on_progress,
+                                  steps=steps)
         return one_by_one(self.transcribe, audios, language=language,
                           word_timestamps=word_timestamps, on_progress=on_progress)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cpwhisperx import errors, fsutil
-from cpwhisperx.engines.asr import one_by_one, to_words
+from cpwhisperx.engines.asr import Steps, one_by_one, to_words
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
@@ -52,7 +52,8 @@ class MlxWhisperEngine:
         return language, float(probs[language])
 
     def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
-               on_progress: Callable[[float], None] | None = None) -> list[list[Segment]]:
+               on_progress: Callable[[float], None] | None = None,
+               steps: Steps | None = None) -> list[list[Segment]]:
         return one_by_one(functools.partial(self._run, task="transcribe"), audios,
                           language=language, word_timestamps=word_timestamps,
                           on_progress=on_progress)
