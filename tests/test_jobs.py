@@ -1,12 +1,15 @@
+import fcntl
 import multiprocessing as mp
+import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from conftest import clip
 from cpwhisperx import jobs
 from cpwhisperx.config import Settings
-from cpwhisperx.errors import ConfigError
+from cpwhisperx.errors import ConfigError, CpwError
 
 
 def _prepare_at_once(out: str, barrier, queue) -> None:
@@ -56,3 +59,46 @@ def test_find_rejects_what_is_not_a_job_id(tmp_path: Path, bad: str) -> None:
 def test_find_unknown_id(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown job id job-20260101-nobody-0001"):
         jobs.find(tmp_path, "job-20260101-nobody-0001")
+
+
+def _held(job: jobs.Job, mode: int) -> IO[str]:
+    """The job's lock held as another process would hold it (an open file of its own)."""
+    fh = (job.root / ".lock").open("a+")
+    fcntl.flock(fh, mode)
+    return fh
+
+
+def test_a_status_probe_does_not_stop_a_run_from_starting(tmp_path: Path) -> None:
+    job = jobs.create(tmp_path, media=clip("en_jfk"), workflow="transcribe", settings=Settings())
+    probe = _held(job, fcntl.LOCK_SH)  # `status` asking whether a run is live
+    threading.Timer(0.2, probe.close).start()
+    with job.lock():
+        assert job.running()
+    runner = _held(job, fcntl.LOCK_EX)  # a real run stays in the way
+    try:
+        with pytest.raises(CpwError, match="is being run by another process"), job.lock():
+            pass
+    finally:
+        runner.close()
+
+
+def test_status_does_not_call_a_run_that_ends_while_it_reads_interrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = jobs.create(tmp_path, media=clip("en_jfk"), workflow="transcribe", settings=Settings())
+    manifest = jobs.Manifest.load(job)
+    manifest.start_run()
+    manifest.mark_running("demux", "f")
+    runner = _held(job, fcntl.LOCK_EX)
+    read_json = jobs.fsutil.read_json
+
+    def read_then_end(path: Path) -> object:
+        data = read_json(path)
+        runner.close()  # the run ends just after status read what it had saved
+        return data
+
+    monkeypatch.setattr(jobs.fsutil, "read_json", read_then_end)
+    seen = jobs.Manifest.seen(job).data
+    assert seen["stages"]["demux"]["status"] == seen["runs"][-1]["status"] == "running"
+    monkeypatch.undo()
+    seen = jobs.Manifest.seen(job).data  # now no process holds it: that run died
+    assert seen["stages"]["demux"]["status"] == seen["runs"][-1]["status"] == "interrupted"

@@ -4,7 +4,9 @@ and a run stopped by SIGTERM. Each ends in one line, and nothing already made is
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,10 +14,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, cli, clip, error_line, job_of, job_root, stage_status, wait_for
+from cpwhisperx import fsutil, jobs, pipeline
+from cpwhisperx.errors import CpwError
+from cpwhisperx.languages import LANGUAGES
+from cpwhisperx.progress import Reporter
 
 
 def _mount(*args: str) -> bool:
@@ -36,10 +45,9 @@ def _tmpfs(folder: Path, size: str) -> Iterator[Path]:
 
 def _fill(folder: Path) -> None:
     """Write until the file system is full."""
-    with (folder / "filler").open("ab") as fh, contextlib.suppress(OSError):
-        while True:
+    with (folder / "filler").open("ab", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:  # unbuffered: nothing is left to write (and fail) when it is closed
             fh.write(b"\0" * 65536)
-            fh.flush()
 
 
 def test_disk_full_while_the_manifest_is_saved(tmp_path: Path) -> None:
@@ -73,17 +81,98 @@ def test_disk_full_inside_the_asr_worker_is_told_not_retried(tmp_path: Path) -> 
         assert "float32" not in proc.stderr  # no fallback for what no configuration helps
 
 
-def test_a_media_name_of_255_bytes(tmp_path: Path) -> None:
-    media = tmp_path / ("क" * 83 + ".flac")  # 249 + 5 bytes: as long as a file name may be
+def _assert_no_temp_files(root: Path) -> None:
+    """A write that failed leaves no temp file of ours behind (``fsutil.atomic_open``)."""
+    assert not [p for p in root.rglob(".cpw-*")], sorted(root.rglob(".cpw-*"))
+
+
+def test_disk_full_while_a_failure_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A stage fills the disk and fails writing its output; neither its failure nor the run's
+    end can be saved then. The stage's error is the one told, the last manifest saved stays
+    whole, and once space is freed the job runs on from it. (The stage is a fake that fills the
+    disk itself: a real one frees a page or two as it cleans up, which the save then takes.)"""
+    with _tmpfs(tmp_path / "small", "4m") as out:
+        job_id = cli(out, "prepare", "--media", str(clip("en_jfk")), "-s", "en").stdout.strip()
+        job = jobs.find(out, job_id)
+        output = job.stage_dir("demux") / "audio.wav"
+        saved: list[bytes] = []
+
+        def run(ctx: object) -> None:
+            saved.append(job.manifest_path.read_bytes())  # demux recorded as running
+            _fill(out)
+            fsutil.write_text(output, "x" * 100)
+
+        monkeypatch.setitem(pipeline.STAGES, "demux", SimpleNamespace(
+            NAME="demux", INPUTS=(), fingerprint_config=lambda ctx: {}, run=run))
+        monkeypatch.setattr(logging, "raiseExceptions", False)  # the stage's log is full too
+        with pytest.raises(CpwError) as failed:
+            pipeline.run_job(job, out_root=out, overrides={}, reporter=Reporter())
+        assert failed.value.message == (f"disk full while writing {output}: free some space "
+                                        "and run again")
+        assert "the manifest records the failure" not in capsys.readouterr().err  # it could not
+        assert job.manifest_path.read_bytes() == saved[0]  # whole: the last one saved
+        _assert_no_temp_files(job.root)
+        seen = jobs.Manifest.seen(job).data  # no process holds the lock: it was interrupted
+        assert seen["stages"]["demux"]["status"] == seen["runs"][-1]["status"] == "interrupted"
+
+        (out / "filler").unlink()
+        again = cli(out, "run", "-j", job_id)
+        assert again.returncode == 0, again.stderr
+        data = json.loads(job.manifest_path.read_text())
+        assert [r["status"] for r in data["runs"]] == ["interrupted", "done"]
+        _assert_no_temp_files(job.root)
+
+
+def test_output_stems_fit_every_name_built_on_them() -> None:
+    """The longest suffix a stage puts after the stem (mux's ``.<lang>.burned.mkv``) fits in
+    the room ``fit_stem`` keeps."""
+    longest = max(len(f".{code}.burned.mkv".encode()) for code in LANGUAGES)
+    assert longest <= fsutil.SUFFIX_ROOM
+    assert len(".subtitled.mkv") <= fsutil.SUFFIX_ROOM
+
+
+# 1- to 4-byte characters, and bytes of a name that is not UTF-8 as Python holds them.
+_NAME_CHARS = st.sampled_from(["a", ".", " ", "é", "क", "ि", "中", "😀", "\udce9", "\udcff"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_NAME_CHARS, max_size=130).map("".join))
+def test_fit_stem_cuts_on_a_character_and_keeps_names_apart(stem: str) -> None:
+    fitted = fsutil.fit_stem(stem)
+    clean = stem.replace("\udce9", "_").replace("\udcff", "_")
+    size = len(fitted.encode())  # strict UTF-8: JSON and every file system take it
+    assert size <= fsutil.NAME_MAX - fsutil.SUFFIX_ROOM
+    if len(clean.encode()) <= fsutil.NAME_MAX - fsutil.SUFFIX_ROOM:
+        assert fitted == clean
+        return
+    cut, tag = fitted[:-9], fitted[-9:]
+    assert re.fullmatch(r"-[0-9a-f]{8}", tag)
+    assert clean.startswith(cut)  # whole characters of the stem, in order
+    # As many as fit: one character more would not.
+    assert len((cut + clean[len(cut)] + tag).encode()) > fsutil.NAME_MAX - fsutil.SUFFIX_ROOM
+    assert fsutil.fit_stem(stem + "x")[-9:] != tag  # long names that share a start differ
+
+
+@pytest.mark.parametrize("name", [
+    "क" * 83 + "x.flac",  # 255 bytes, as long as a file name may be
+    os.fsdecode(b"caf\xe9.flac"),  # Latin-1, not UTF-8
+], ids=["255-bytes", "not-utf8"])
+def test_media_names_that_output_names_cannot_copy(tmp_path: Path, name: str) -> None:
+    media = tmp_path / name
+    assert len(os.fsencode(media.name)) <= 255
     shutil.copyfile(clip("en_jfk"), media)
     proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en")
     assert proc.returncode == 0, proc.stderr
     root = job_root(tmp_path / "out", job_of(proc))
-    stem = json.loads((root / "job.json").read_text())["output_stem"]
-    assert stem != media.stem and stem.startswith("क" * 70)
+    job = json.loads((root / "job.json").read_text(encoding="utf-8"))
+    assert job["media"] == str(media)  # the path itself, read back
+    stem = job["output_stem"]  # which name the outputs have instead of the media's
+    assert stem == fsutil.fit_stem(media.stem) != media.stem
     names = sorted(p.name for p in (root / "outputs").iterdir())
     assert names == sorted(f"{stem}.{ext}" for ext in ("json", "srt", "tsv", "txt", "vtt"))
     assert all(len(name.encode()) <= 255 for name in names)
+    _assert_no_temp_files(root)
 
 
 def test_a_read_only_job_folder_is_one_line(tmp_path: Path) -> None:
@@ -95,7 +184,11 @@ def test_a_read_only_job_folder_is_one_line(tmp_path: Path) -> None:
         assert _mount("-o", "remount,ro,bind", str(out))
         proc = cli(out, "run", "-j", job_id)
         assert proc.returncode == 1
-        assert "Read-only file system" in error_line(proc)
+        assert error_line(proc) == (
+            f"error: the job folder {job_root(out, job_id)} cannot be written (Read-only file "
+            "system): make it writable, or copy the job folder to a writable place and run it "
+            "there with --out")
+        assert "the manifest records the failure" not in proc.stderr
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
 

@@ -173,16 +173,25 @@ def _dying_server(folder: Path) -> Path:
     return script
 
 
-@pytest.mark.parametrize("server", ["sigill", "missing"])
+@pytest.mark.parametrize("server,cause", [
+    ("sigill", "llama-server died with SIGILL, built for another CPU: rebuild it portable"),
+    ("missing", "is not an executable file"),
+    # Built for another machine: the kernel will not run it (ENOEXEC).
+    ("foreign", "cannot run llama-server"),
+])
 def test_an_llm_that_cannot_start_is_one_line_when_asked_for(tmp_path: Path, gguf: Path,
-                                                             server: str) -> None:
-    binary = _dying_server(tmp_path) if server == "sigill" else tmp_path / "no-such-binary"
+                                                             server: str, cause: str) -> None:
+    binary = {"sigill": _dying_server(tmp_path), "missing": tmp_path / "no-such-binary",
+              "foreign": tmp_path / "llama-server-arm64"}[server]
+    if server == "foreign":
+        binary.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(57))
+        binary.chmod(0o755)
     proc = translate_jfk(tmp_path, "--translator", "llm", "--set", f"LLM_MODEL={gguf}",
                          env={"CPWHISPERX_LLAMA_SERVER": str(binary)})
     assert proc.returncode == 1
     line = error_line(proc)
-    assert ("died with SIGILL" in line and "Portable builds" in line) if server == "sigill" \
-        else "CPWHISPERX_LLAMA_SERVER" in line
+    assert line.startswith("error: translation into hi: ") and cause in line, line
+    assert "CPWHISPERX_LLAMA_SERVER" in line or "Portable builds" in line  # what to do
 
 
 def test_auto_moves_on_from_an_llm_that_dies_at_start(tmp_path: Path, gguf: Path) -> None:

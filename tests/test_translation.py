@@ -5,7 +5,7 @@ its handling of a failing endpoint."""
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,9 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import cli, clip, job_of, job_root
 from cpwhisperx import config, scripts, translation
 from cpwhisperx.engines.translate import llama_server, llm
 from cpwhisperx.errors import ConfigError, CpwError
+from cpwhisperx.stages import translate
 from cpwhisperx.transcript import Segment, Transcript, Word
 
 
@@ -144,10 +146,15 @@ def test_the_schema_pattern_holds_a_line_to_the_script_and_its_length() -> None:
     assert scripts.line_pattern("fr", longest=20) is None
 
 
+def _parse(content: str, texts: list[str], target: str = "hi") -> list[str]:
+    return llm._parse(content, [str(i + 1) for i in range(len(texts))], texts, source="en",
+                      target=target, loop_limit=3)
+
+
 def test_replies_are_checked() -> None:
-    ids, texts = ["1", "2"], ["Where were you?", "I waited."]
+    texts = ["Where were you?", "I waited."]
     good = '```json\n{"1": "तुम कहाँ थे?", "2": "मैं  रुका\\nरहा।"}\n```'
-    assert llm._parse(good, ids, texts, "hi") == ["तुम कहाँ थे?", "मैं रुका रहा।"]
+    assert _parse(good, texts) == ["तुम कहाँ थे?", "मैं रुका रहा।"]
     for bad, why in [('{"1": "तुम कहाँ थे?"}', "expected the keys"),
                      ('{"1": "x", "2": "y", "3": "z"}', "expected the keys"),
                      ("not json", "not JSON"),
@@ -158,13 +165,15 @@ def test_replies_are_checked() -> None:
                      # A small model's reply that loops: caught by the clean stage's rule.
                      (json.dumps({"1": "तुम", "2": "नमस्ते, " * 8}), "a loop, 'नमस्ते,' 8 times")]:
         with pytest.raises(llm.InvalidReply, match=why):
-            llm._parse(bad, ids, texts, "hi")
+            _parse(bad, texts)
 
 
 @contextmanager
-def _endpoint(replies: list[tuple[int, object]]) -> Iterator[tuple[str, list[dict]]]:
-    """An HTTP endpoint on loopback answering each POST with the next (status, body); for the
-    client's error paths (the real server's test is in test_translate_workflow.py)."""
+def _endpoint(replies: list[tuple[int, object]] | Callable[[dict], tuple[int, object]]
+              ) -> Iterator[tuple[str, list[dict]]]:
+    """An HTTP endpoint on loopback answering each POST with the next (status, body), or what
+    ``replies`` makes of the request; for the client's error paths and replies no real model
+    gives on cue (the real server's test is in test_translate_workflow.py)."""
     requests: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -173,7 +182,10 @@ def _endpoint(replies: list[tuple[int, object]]) -> Iterator[tuple[str, list[dic
 
         def do_POST(self) -> None:
             requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            status, body = replies.pop(0) if replies else (500, {"error": "no more replies"})
+            if callable(replies):
+                status, body = replies(requests[-1])
+            else:
+                status, body = replies.pop(0) if replies else (500, {"error": "no more replies"})
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -219,8 +231,71 @@ def test_a_looping_reply_is_asked_again_warmer() -> None:
     assert out == ["नमस्ते, अन्ना।"]
     assert [r["temperature"] for r in requests] == list(llm.TEMPERATURES[:2])
     # A source that repeats itself may be translated so.
-    assert llm._parse(json.dumps({"1": "नहीं " * 5}), ["1"], ["No " * 5], "hi") == \
-        [" ".join(["नहीं"] * 5)]
+    assert _parse(json.dumps({"1": "नहीं " * 5}), ["No " * 5]) == [" ".join(["नहीं"] * 5)]
+
+
+@pytest.mark.parametrize("text,source,language,kept,loop", [
+    # An LLM's reply that looped, and Whisper's translated segments joined into a sentence.
+    ("नमस्ते, " * 45, "Hello.", "hi", "नमस्ते,", "'नमस्ते,' 45 times"),
+    ("The goals of the state of the state of the state of the state of the", "राज्य के लक्ष्य",
+     "en", "The goals of the state of the", "'of the state' 4 times"),
+    ("我们走吧吧吧吧吧", "Let's go.", "zh", "我们走吧", "'吧' 5 times"),  # by characters
+    ("No no no no no.", "नहीं नहीं नहीं नहीं नहीं।", "en", "No no no no no.", None),  # as said
+    ("Yes yes yes.", "हाँ हाँ हाँ।", "en", "Yes yes yes.", None),  # within the limit
+])
+def test_a_translation_that_loops_is_kept_once_as_the_clean_rule_does(
+        text: str, source: str, language: str, kept: str, loop: str | None) -> None:
+    source_language = "en" if source.isascii() else "hi"
+    out, found = translation.unloop(text, language=language, source=source,
+                                    source_language=source_language, limit=3)
+    assert out == kept
+    assert (found is None) if loop is None else found.startswith(loop)
+    # The clean stage's rule switched off (CLEAN_RULES without loops): left as it is.
+    assert translation.unloop(text, language=language, source=source,
+                              source_language=source_language, limit=None) == (text, None)
+
+
+def test_a_sentence_whose_translation_loops_is_left_out_and_the_job_goes_on(
+        tmp_path: Path) -> None:
+    looping: list[str] = []  # the sentence the model loops on: the first one it is asked for
+
+    def model(request: dict) -> tuple[int, dict]:
+        lines = request["messages"][1]["content"].split("Lines to translate:\n")[1]
+        asked = dict(line.split(": ", 1) for line in lines.splitlines())
+        if not looping:
+            looping.append(next(iter(asked.values())))
+        # A loop short enough to pass the length check: the loop rule is what catches it.
+        return _reply(json.dumps({n: "नमस्ते, " * 5 if text == looping[0] else "यह वाक्य है।"
+                                  for n, text in asked.items()}))
+
+    with _endpoint(model) as (url, requests):
+        proc = cli(tmp_path, "translate", str(clip("en_words_cooking")), "-s", "en", "-t", "hi",
+                   "--translator", "llm", env={"LLM_BASE_URL": url, "LLM_MODEL": ""})
+        assert proc.returncode == 0, proc.stderr
+        root = job_root(tmp_path, job_of(proc))
+        stage = json.loads((root / "manifest.json").read_text())["stages"]["translate"]
+        assert stage["meta"]["hi"]["untranslated"] == 1 < stage["meta"]["sentences"]
+        assert any("1 of" in w and "have no translation" in w for w in stage["warnings"])
+        alone = [r["temperature"] for r in requests if r["messages"][1]["content"].endswith(
+            f"Lines to translate:\n1: {looping[0]}")]
+        assert alone == list(llm.TEMPERATURES)  # asked again, warmer, then left out
+        hindi = (root / "outputs" / "en_words_cooking.hi.txt").read_text(encoding="utf-8")
+        assert "नमस्ते" not in hindi and "यह वाक्य है।" in hindi
+
+        # An engine that is not asked again (Whisper, NLLB, IndicTrans2): its loop, here put
+        # into the cache for that sentence, is kept once, as the clean stage does.
+        translate.cache().put({translation.Cache.key(engine="llm", model=url, source="en",
+                                                     target="hi", text=looping[0]):
+                               "नमस्ते, " * 45})
+        asked = len(requests)
+        again = cli(tmp_path, "run", "-j", job_of(proc), "--set", "LLM_CONTEXT_CHARS=3999")
+        assert again.returncode == 0, again.stderr
+        assert len(requests) == asked  # every sentence from the cache
+    stage = json.loads((root / "manifest.json").read_text())["stages"]["translate"]
+    assert stage["meta"]["hi"]["untranslated"] == 0 and stage["meta"]["hi"]["loops"] == 1
+    assert any("'नमस्ते,' 45 times in a row" in w for w in stage["warnings"])
+    hindi = (root / "outputs" / "en_words_cooking.hi.txt").read_text(encoding="utf-8")
+    assert hindi.count("नमस्ते") == 1
 
 
 def test_llm_splits_a_failing_batch_and_leaves_what_fails_alone_untranslated() -> None:

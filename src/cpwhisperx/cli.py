@@ -64,12 +64,8 @@ def _run(args: argparse.Namespace, job: "Job") -> int:
     from cpwhisperx.progress import Reporter
 
     reporter = Reporter()
-    try:
-        rows = pipeline.run_job(job, out_root=_out_root(args), overrides=_overrides(args),
-                                reporter=reporter)
-    except CpwError:
-        reporter.info(f"the manifest records the failure: {job.manifest_path}")
-        raise
+    rows = pipeline.run_job(job, out_root=_out_root(args), overrides=_overrides(args),
+                            reporter=reporter)
     reporter.table(rows, duration=pipeline.media_duration(job))
     reporter.out.print(f"outputs: {job.outputs}", markup=False)
     for path in sorted(job.outputs.iterdir()):
@@ -104,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cpwhisperx import jobs
 
     job = jobs.find(_out_root(args), args.job)
-    manifest = jobs.Manifest(job, jobs.Manifest.load(job).as_seen())
+    manifest = jobs.Manifest.seen(job)
     if args.json:
         print(json.dumps({"job": job.info(), "manifest": manifest.data}, ensure_ascii=False,
                          indent=2))

@@ -5,6 +5,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,7 +25,9 @@ SUFFIX_ROOM = 16
 def fit_stem(stem: str) -> str:
     """A media file's stem as output names can hold it: unchanged where it fits, else cut on a
     character boundary and given a short hash of the whole, so that two long names that share
-    a beginning still differ (80 Hindi or CJK characters are 240 bytes)."""
+    a beginning still differ (80 Hindi or CJK characters are 240 bytes). Bytes of a name that
+    is not UTF-8 (Python holds them as lone surrogates) become "_": JSON cannot hold them."""
+    stem = re.sub("[\udc80-\udcff]", "_", stem)
     limit = NAME_MAX - SUFFIX_ROOM
     if len(stem.encode()) <= limit:
         return stem
@@ -38,17 +41,21 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``. The temp
     file's name is short, whatever the final one's length."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cpw-", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".cpw-", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):  # named by the file meant, not the temp file or none
+            exc.filename = str(path)
         raise
 
 
@@ -69,7 +76,10 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    # A path that is not UTF-8 (its bytes held as lone surrogates) is kept as JSON escapes,
+    # which read back as the same path.
+    write_text(path, re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m[0]):04x}", text))
 
 
 def read_json(path: Path) -> Any:

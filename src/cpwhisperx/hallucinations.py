@@ -21,6 +21,7 @@ from typing import Any
 from cpwhisperx.transcript import Segment, Transcript, Word
 
 RULES = ("loops", "silence", "phrases", "rate")
+REPEAT_LIMIT = 3  # repeats in a row allowed before a word or phrase counts as a loop
 # Whisper's defaults for skipping a window as silence (no_speech_threshold, log_prob_threshold).
 NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
 MIN_SPEECH_SHARE = 0.1  # less of the segment than this inside VAD speech: it lies in silence
@@ -33,7 +34,7 @@ RATE_FLOOR_S = 0.5  # shorter spans count as this long, so a clamped time cannot
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     rules: frozenset[str] = frozenset(RULES)
-    repeat_limit: int = 3
+    repeat_limit: int = REPEAT_LIMIT
     max_cps: float = 40.0
     min_cps: float = 1.0
 

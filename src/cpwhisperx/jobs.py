@@ -2,11 +2,12 @@
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import getpass
-import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,22 @@ class Job:
         try:
             fh = (self.root / ".lock").open("a+")
         except OSError as exc:
-            raise CpwError(f"job {self.id}: {fsutil.os_error(exc, self.root)}") from None
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise CpwError(fsutil.os_error(exc)) from None
+            raise CpwError(f"the job folder {self.root} cannot be written ({exc.strerror}): "
+                           "make it writable, or copy the job folder to a writable place and "
+                           "run it there with --out") from None
         with fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CpwError(f"job {self.id} is being run by another process: wait for it "
-                               "or stop it first") from None
+            deadline = time.monotonic() + 1.0  # `status` holds it shared for an instant
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise CpwError(f"job {self.id} is being run by another process: wait "
+                                       "for it or stop it first") from None
+                    time.sleep(0.05)
             yield
 
     def running(self) -> bool:
@@ -175,26 +185,30 @@ class Manifest:
             raise CpwError(f"cannot read {job.manifest_path}: {exc}; prepare the job again"
                            ) from None
 
-    def save(self) -> None:
-        """Atomic: a save that fails (a full disk) leaves the last one on disk whole."""
-        try:
-            fsutil.write_json(self.job.manifest_path, self.data)
-        except OSError as exc:
-            raise CpwError(fsutil.os_error(exc, self.job.manifest_path)) from None
-
-    def as_seen(self) -> dict[str, Any]:
+    @classmethod
+    def seen(cls, job: Job) -> "Manifest":
         """The manifest as ``status`` tells it: what it records as running, when no process
-        runs the job, was interrupted."""
-        if self.job.running():
-            return self.data
-        data = json.loads(json.dumps(self.data))
+        held the job's lock before or after it was read, was interrupted (a run that ends
+        while it is read is not)."""
+        live = job.running()
+        manifest = cls.load(job)
+        if live or job.running():
+            return manifest
+        data = manifest.data
         for entry in [*data["stages"].values(), *data["runs"]]:
             if entry["status"] == "running":
                 entry["status"] = "interrupted"
         for run in data["runs"]:
             run["stages"] = {k: "interrupted" if v == "running" else v
                              for k, v in run["stages"].items()}
-        return data
+        return manifest
+
+    def save(self) -> None:
+        """Atomic: a save that fails (a full disk) leaves the last one on disk whole."""
+        try:
+            fsutil.write_json(self.job.manifest_path, self.data)
+        except OSError as exc:
+            raise CpwError(fsutil.os_error(exc, self.job.manifest_path)) from None
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.data["stages"].setdefault(name, _pending())

@@ -201,10 +201,13 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
             raise
         finally:
             try:
-                manifest.end_run(status)
+                manifest.end_run(status)  # saves the failure with it, where one was not
             except CpwError:
                 if status == "done":  # else the run's own error is the one to tell
                     raise
+            else:
+                if status == "failed":
+                    reporter.info(f"the manifest records the failure: {job.manifest_path}")
     return rows
 
 

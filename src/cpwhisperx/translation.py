@@ -17,7 +17,7 @@ from pathlib import Path
 
 import regex
 
-from cpwhisperx import linebreaks
+from cpwhisperx import hallucinations, linebreaks
 from cpwhisperx.config import Settings
 from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.engines.translate.nllb import FLORES
@@ -74,8 +74,7 @@ def _sentence(words: list[Word], language: str) -> Sentence:
 def retime(sentence: Sentence, text: str, *, language: str) -> Segment:
     """``text`` (the sentence's translation) as a segment on the sentence's span, its words
     (characters for languages written without spaces) spread over the spoken stretches."""
-    tokens = regex.findall(r"\X", text.strip()) if language in SPACELESS else text.split()
-    tokens = [t for t in tokens if t.strip()]
+    tokens = _tokens(text, language)
     spans = _spoken(sentence)
     total = sum(end - start for start, end in spans)
     weights = [graphemes(t) + 1 for t in tokens]
@@ -89,6 +88,29 @@ def retime(sentence: Sentence, text: str, *, language: str) -> Segment:
                                                            late=False)),
                           text=token, probability=1.0))
     return Segment(start=sentence.start, end=sentence.end, text=text.strip(), words=tuple(words))
+
+
+def _tokens(text: str, language: str) -> list[str]:
+    """A text's words, or its characters for a language written without spaces."""
+    found = regex.findall(r"\X", text.strip()) if language in SPACELESS else text.split()
+    return [t for t in found if t.strip()]
+
+
+def unloop(text: str, *, language: str, source: str, source_language: str,
+           limit: int | None) -> tuple[str, str | None]:
+    """``text``, a translation into ``language`` of ``source``, with each loop that the clean
+    stage's rule finds in it (a word or phrase repeated more than ``limit`` times in a row;
+    ``None``: the rule is off) kept once, as that stage does in a transcript; and its first
+    loop in words, or ``None``. A source that repeats itself may be translated so."""
+    if limit is None:
+        return text, None
+    tokens = _tokens(text, language)
+    keep, loops = hallucinations.collapse_loops(tokens, limit)
+    if not loops or hallucinations.collapse_loops(_tokens(source, source_language), limit)[1]:
+        return text, None
+    joiner = "" if language in SPACELESS else " "
+    gram = joiner.join(tokens[k] for k in loops[0].gram)
+    return joiner.join(tokens[k] for k in keep), f"{gram!r} {loops[0].count} times in a row"
 
 
 def _spoken(sentence: Sentence) -> list[tuple[float, float]]:

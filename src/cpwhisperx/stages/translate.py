@@ -45,6 +45,12 @@ def _glossary(ctx: StageContext, target: str) -> dict[str, str]:
     return translation.load_glossary(Path(path), target=target) if path else {}
 
 
+def _loop_limit(ctx: StageContext) -> int | None:
+    """The clean stage's loop rule holds for translations too (``None``: it is off)."""
+    options = clean.options(ctx)
+    return options.repeat_limit if "loops" in options.rules else None
+
+
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     s = ctx.settings
     glossary = Path(s.translation_glossary) if s.translation_glossary else None
@@ -53,6 +59,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
             "llm": [s.llm_base_url, s.llm_model, s.llm_context_chars],
             "model": s.translation_model,
             "glossary": fsutil.sha256_file(glossary) if glossary and glossary.is_file() else None,
+            "loops": _loop_limit(ctx),
             "stem": ctx.stem}
 
 
@@ -69,6 +76,7 @@ def run(ctx: StageContext) -> StageResult:
     outputs: list[Path] = []
     warnings: list[str] = []
     meta: dict[str, Any] = {"sentences": len(units)}
+    loop_limit = _loop_limit(ctx)
     for n, target in enumerate(targets):
         def progress(fraction: float, n: int = n) -> None:
             ctx.progress((n + fraction) / len(targets))
@@ -76,6 +84,15 @@ def run(ctx: StageContext) -> StageResult:
         name, model, texts, asked = _first_that_runs(ctx, engines[target], units,
                                                      source=source, target=target,
                                                      progress=progress, warnings=warnings)
+        # A loop that Whisper, NLLB or IndicTrans2 wrote (the LLM is asked again) is kept once,
+        # as the clean stage does in a transcript.
+        unlooped = [translation.unloop(text, language=target, source=unit.text,
+                                       source_language=source, limit=loop_limit)
+                    for text, unit in zip(texts, units, strict=True)]
+        texts = [text for text, _ in unlooped]
+        if loops := [loop for _, loop in unlooped if loop]:
+            warnings.append(f"{target}: {len(loops)} of {len(units)} translations repeat a "
+                            f"word or phrase ({loops[0]}); each loop kept once")
         if units and not any(texts):
             raise CpwError(f"{name} gave no translation into {target} for any of the "
                            f"{len(units)} sentences; details in {ctx.job.log_file(NAME)}")
@@ -98,7 +115,7 @@ def run(ctx: StageContext) -> StageResult:
             outputs.append(out)
         meta[target] = {"engine": name, "model": model, "segments": len(result.segments),
                         "translated": asked, "cached": len(units) - asked,
-                        "untranslated": missing}
+                        "untranslated": missing, "loops": len(loops)}
     backends = sorted({meta[t]["engine"] for t in targets})
     return StageResult(outputs=outputs, backend=", ".join(backends), warnings=warnings,
                        meta=meta)
@@ -176,7 +193,8 @@ def _llm(ctx: StageContext, glossary: dict[str, str]) -> Iterator[Any]:
 
     def translator(url: str) -> LlmTranslator:
         return LlmTranslator(base_url=url, model=s.llm_model, api_key=api_key,
-                             glossary=glossary, timeout=s.llm_timeout_s)
+                             glossary=glossary, timeout=s.llm_timeout_s,
+                             loop_limit=_loop_limit(ctx))
 
     if s.llm_base_url:
         yield translator(s.llm_base_url)

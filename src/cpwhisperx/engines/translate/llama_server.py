@@ -93,8 +93,13 @@ def serve(model: Path, *, threads: int, log_file: Path) -> Iterator[str]:
     cmd = [binary(), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
            "-c", str(CONTEXT_TOKENS), "-t", str(max(threads, 1)), "-np", "1"]
     with log_file.open("a", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        except OSError as exc:  # not a program for this machine, or not ours to run
+            raise EngineUnavailable(f"cannot run llama-server {cmd[0]}: {exc.strerror or exc}; "
+                                    "build it here (make test), or point "
+                                    "CPWHISPERX_LLAMA_SERVER at one that runs") from None
     try:
         _wait_ready(proc, f"http://127.0.0.1:{port}/health", model=model, log_file=log_file)
         yield f"http://127.0.0.1:{port}/v1"

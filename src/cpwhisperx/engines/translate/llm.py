@@ -7,8 +7,9 @@ a JSON schema (structured output), or, where the server refuses ``response_forma
 For a language with its own script (Hindi, Tamil, ...), each translation must be written in it:
 the schema says so with a pattern, which servers that compile schemas into grammars (llama.cpp)
 enforce while decoding, so a small model cannot drift into English or another script. A failed
-or invalid reply is retried; a batch that keeps failing is split in two, down to one sentence,
-which is left untranslated (an empty string) if it keeps failing alone.
+or invalid reply (one that loops, by the clean stage's rule, is invalid) is retried, warmer; a
+batch that keeps failing is split in two, down to one sentence, which is left untranslated (an
+empty string) if it keeps failing alone.
 """
 
 import json
@@ -20,8 +21,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cpwhisperx import scripts
+from cpwhisperx import scripts, translation
 from cpwhisperx.errors import CpwError
+from cpwhisperx.hallucinations import REPEAT_LIMIT
 from cpwhisperx.languages import LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3  # per batch, before it is split
 # Each attempt's sampling temperature: a model that looped at 0 loops again at 0.
 TEMPERATURES = (0.0, 0.5, 0.9)
-LOOP_LIMIT = 3  # a word or phrase repeated more often in a row than its source has is a loop
 BACKOFF_S = 1.0  # doubled after each failed attempt
 # Chat-template markers a model leaked into its text (<|im_end|>, <end_of_turn>, ...).
 _TEMPLATE = re.compile(r"<\|[^|<>]*\|>|<(start|end)_of_turn>")
@@ -44,12 +45,14 @@ class LlmTranslator:
     batch_size = 12
 
     def __init__(self, *, base_url: str, model: str, api_key: str = "",
-                 glossary: Mapping[str, str] | None = None, timeout: float = 120.0) -> None:
+                 glossary: Mapping[str, str] | None = None, timeout: float = 120.0,
+                 loop_limit: int | None = REPEAT_LIMIT) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model or "default"
         self.api_key = api_key
         self.glossary = dict(glossary or {})
         self.timeout = timeout
+        self.loop_limit = loop_limit  # the clean stage's (None: its loop rule is off)
         self.structured = True  # until the server refuses response_format
 
     def translate(self, texts: Sequence[str], *, source: str, target: str,
@@ -96,7 +99,8 @@ class LlmTranslator:
             content = reply["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             raise InvalidReply(f"no message in {str(reply)[:200]}") from None
-        return _parse(content, ids, texts, target)
+        return _parse(content, ids, texts, source=source, target=target,
+                      loop_limit=self.loop_limit)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
@@ -155,7 +159,8 @@ def _schema(ids: list[str], texts: Sequence[str], target: str) -> dict[str, Any]
             "properties": properties}
 
 
-def _parse(content: str, ids: list[str], texts: Sequence[str], target: str) -> list[str]:
+def _parse(content: str, ids: list[str], texts: Sequence[str], *, source: str, target: str,
+           loop_limit: int | None) -> list[str]:
     text = content.strip()
     if text.startswith("```"):  # a JSON block in Markdown, as chat models like to write it
         text = text.strip("`").removeprefix("json").strip()
@@ -166,23 +171,14 @@ def _parse(content: str, ids: list[str], texts: Sequence[str], target: str) -> l
     if not isinstance(data, dict) or set(data) != set(ids):
         raise InvalidReply(f"expected the keys {ids}, got {content[:200]!r}")
     out = [" ".join(str(data[i]).split()) for i in ids]
-    for text, source in zip(out, texts, strict=True):
-        if (loop := _loop(text)) and _loop(source) is None:
+    for text, original in zip(out, texts, strict=True):
+        _, loop = translation.unloop(text, language=target, source=original,
+                                     source_language=source, limit=loop_limit)
+        if loop:
             raise InvalidReply(f"a loop, {loop}: {text[:200]!r}")
-        if not text or _TEMPLATE.search(text) or len(text) > _longest(source):
+        if not text or _TEMPLATE.search(text) or len(text) > _longest(original):
             raise InvalidReply(f"an empty, overlong or garbled translation: {text[:200]!r}")
         if not scripts.in_own_script(text, target):
             raise InvalidReply(f"not written in {target}'s script: {text[:200]!r}")
     return out
 
-
-def _loop(text: str) -> str | None:
-    """The first loop in a text, as the clean stage's rule finds them in transcripts."""
-    from cpwhisperx.hallucinations import collapse_loops
-
-    tokens = text.split()
-    _, loops = collapse_loops(tokens, LOOP_LIMIT)
-    if not loops:
-        return None
-    first = loops[0]
-    return f"{' '.join(tokens[k] for k in first.gram)!r} {first.count} times in a row"
