@@ -298,6 +298,26 @@ def test_a_sentence_whose_translation_loops_is_left_out_and_the_job_goes_on(
     assert hindi.count("नमस्ते") == 1
 
 
+def test_hindi_a_model_wrote_has_every_letter_in_devanagari_or_an_english_word(
+        tmp_path: Path) -> None:
+    """HINDI_SCRIPT=devanagari holds for translations as for transcripts: a model's stray
+    Cyrillic and Arabic letters go, its romanized Hindi is transliterated, English stays."""
+    said = "आज हम Рदाल और चावल बनाएंगे پ ه, CHEMENTÁYAR phone में रखो।"  # noqa: RUF001
+
+    def model(request: dict) -> tuple[int, dict]:
+        lines = request["messages"][1]["content"].split("Lines to translate:\n")[1]
+        return _reply(json.dumps({line.split(": ", 1)[0]: said for line in lines.splitlines()}))
+
+    with _endpoint(model) as (url, _):
+        proc = cli(tmp_path, "translate", str(clip("en_words_cooking")), "-s", "en", "-t", "hi",
+                   "--translator", "llm", env={"LLM_BASE_URL": url, "LLM_MODEL": ""})
+    assert proc.returncode == 0, proc.stderr
+    outputs = job_root(tmp_path, job_of(proc)) / "outputs"
+    hindi = (outputs / "en_words_cooking.hi.txt").read_text(encoding="utf-8")
+    assert scripts.native_share(said, "hi") < 0.9 and scripts.native_share(hindi, "hi") == 1.0
+    assert "phone" in hindi.split() and "चेमेन्तयर" in hindi.split(), hindi
+
+
 def test_llm_splits_a_failing_batch_and_leaves_what_fails_alone_untranslated() -> None:
     bad = _reply('{"1": "Un."}')  # one key where two are asked for
     replies = [bad] * llm.ATTEMPTS + [_reply('{"1": "Un."}')] + [_reply("{}")] * llm.ATTEMPTS

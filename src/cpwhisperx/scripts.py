@@ -3,9 +3,10 @@ small Whisper model writes in another script (Urdu's Perso-Arabic for Hindi, Ben
 Assamese, ...) into the language's own script, with Aksharamukha.
 
 Latin words that are English (in CMUdict, which pocketsphinx ships) are left alone: in Hinglish
-they are written as spoken. Other Latin words are the language romanized ("CHEMENTÁYAR") and
-are transliterated; stray letters of any other script (a Cyrillic "Р" in a Hindi word, which
-decoding on another CPU gave) are dropped.
+they are written as spoken. Other Latin words, and Latin letters inside a word of the language,
+are the language romanized ("CHEMENTÁYAR") and are transliterated; so are Cyrillic and Greek
+letters (a Cyrillic "Р" in a Hindi word, which decoding on another CPU gave), once romanized.
+Letters of any other script are dropped.
 """
 # ruff: noqa: RUF001, RUF002, RUF003 (Urdu letters are what this module handles)
 
@@ -98,8 +99,8 @@ def _transliterate():
 
 def to_native(text: str, language: str) -> str:
     """``text`` in ``language``'s own script: words in another Indic script or Urdu's
-    converted, Latin words kept where they are English and transliterated where not, letters of
-    any other script dropped."""
+    converted, English words kept, other Latin, Cyrillic and Greek letters transliterated,
+    letters of any other script dropped."""
     target = NATIVE_SCRIPTS[language]
     text = unicodedata.normalize("NFC", text)
     sources = [_SOURCES[name] for name in letters(text)
@@ -107,26 +108,35 @@ def to_native(text: str, language: str) -> str:
     for source in sources:
         text = (_from_urdu(text, target) if source == "Urdu"
                 else _transliterate()(source, target, text))
-    text = _RUN.sub(lambda m: _own(m.group(0), target), text)
-    # Aksharamukha marks ambiguous joins with "_" and zero-width spaces.
-    return unicodedata.normalize("NFC", re.sub("[_\u200b]", "", " ".join(text.split())))
+    # Aksharamukha marks ambiguous joins with "_" and zero-width spaces (gone before words are
+    # looked up: what they joined is one word).
+    text = _RUN.sub(lambda m: m[0] if english(m[0]) else _own(m[0], target),
+                    re.sub("[_\u200b]", "", text))
+    return unicodedata.normalize("NFC", " ".join(text.split()))
 
 
-# A run of letters with their marks (vowel signs, viramas, accents).
-_RUN = regex.compile(r"\p{L}[\p{L}\p{M}]*")
+# A run of letters and marks (vowel signs, viramas, accents): a word, for scripts.
+_RUN = regex.compile(r"[\p{L}\p{M}]+")
+# Marks of no script of their own (accents, variation selectors) belong to the letter before.
+_INHERITED = regex.compile(r"\p{Zinh}")
+
+
+def english(word: str) -> bool:
+    """A whole word of plain Latin letters that is in CMUdict: an English word, not a Latin
+    letter inside a word of another script, nor a romanization with accents ("CHEMENTÁYAR")."""
+    return word.isascii() and word.isalpha() and word.lower() in english_words()
 
 
 def _own(run: str, target: str) -> str:
-    """One run of letters in the target script, or what it becomes there."""
+    """A run of letters that is not an English word, in the target script."""
     return "".join(_convert(part, target) for part in _by_script(run))
 
 
 def _by_script(run: str) -> list[str]:
-    """A run of letters cut where its script changes (marks go with their letter)."""
+    """A run of letters cut where its script changes."""
     parts: list[str] = []
     for char in run:
-        if parts and (unicodedata.category(char)[0] == "M"
-                      or _script_of(char) == _script_of(parts[-1])):
+        if parts and (_INHERITED.match(char) or _script_of(char) == _script_of(parts[-1])):
             parts[-1] += char
         else:
             parts.append(char)
@@ -137,21 +147,32 @@ def _script_of(text: str) -> str:
     return unicodedata.name(text[0], "?").split()[0] if text else ""
 
 
+# Cyrillic and Greek letters romanized (accents are stripped first: й → и, ά → α).
+_ROMAN = (str.maketrans("абвгдезиклмнопрстуфыэіґαβγδεζηικλμνξοπρσςτυφω",
+                        "abvgdeziklmnoprstufyeigavgdeziiklmnxoprsstyfo")
+          | str.maketrans({"ж": "z", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
+                           "ю": "yu", "я": "ya", "є": "ye", "ъ": "", "ь": "", "θ": "th",
+                           "χ": "kh", "ψ": "ps"}))
+
+
 def _convert(part: str, target: str) -> str:
     script = _script_of(part)
-    if script == target.upper():
-        return part
-    if script == "LATIN":
-        plain = "".join(c for c in unicodedata.normalize("NFKD", part)
-                        if not unicodedata.combining(c)).lower()
-        if plain in english_words():
-            return part
-        # Romanized Hindi: a word-final "a" is long ("khana", "kya"), and a final consonant
-        # has no vowel sign (Hindi drops the schwa).
-        roman = re.sub(r"(?<=[^aeiou])a$", "A", plain).replace("w", "v").replace("x", "ks")
-        native = _transliterate()("HK", target, roman).removesuffix("\u094d")
-        return regex.sub(r"\p{Latin}", "", native)  # what Harvard-Kyoto has no letter for
-    return ""  # a stray letter of another script: no sound of the language is lost
+    if script not in ("LATIN", "CYRILLIC", "GREEK"):
+        # The target's letters stay, without foreign accents; a stray letter or mark of
+        # another script goes: no sound of the language is lost.
+        return _only(part, target)
+    # Romanized Hindi as it is casually written, read as ITRANS: "ch" च, "chh" छ, "sh" श,
+    # "aa" "ee" "oo" long; a word-final "a" or "i" is long ("khana", "pani"), "cch" is च्छ
+    # ("accha"), a lone "c" is "k"; a final consonant has no vowel sign (Hindi drops the schwa).
+    roman = _plain(part).translate(_ROMAN)
+    roman = re.sub(r"(?<=[^aeiou])[ai]$", lambda m: m[0].upper(), roman)
+    roman = re.sub("c(?!h)", "k", roman.replace("cch", "chCh"))
+    # What ITRANS has no letter for stays Latin, and goes.
+    return _only(_transliterate()("ITRANS", target, roman).removesuffix("\u094d"), target)
+
+
+def _only(text: str, script: str) -> str:
+    return "".join(c for c in text if _script_of(c) == script.upper())
 
 
 @cache
@@ -167,12 +188,10 @@ def english_words() -> frozenset[str]:
 
 
 def native_share(text: str, language: str) -> float:
-    """The share of ``text``'s letters in ``language``'s own script, English words (Latin, in
-    CMUdict) not counted: what ``HINDI_SCRIPT=devanagari`` promises to be 1.0."""
-    script = NATIVE_SCRIPTS[language]
-    words = [w for run in _RUN.findall(text) for w in _by_script(run)
-             if not (_script_of(w) == "LATIN" and _plain(w) in english_words())]
-    return share(" ".join(words), script) if words else 1.0
+    """The share of ``text``'s letters in ``language``'s own script, English words not
+    counted: what ``HINDI_SCRIPT=devanagari`` promises to be 1.0."""
+    rest = " ".join(run for run in _RUN.findall(text) if not english(run))
+    return share(rest, NATIVE_SCRIPTS[language]) if rest else 1.0
 
 
 def _plain(word: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, hardware, isolation, media, models, translation, writers
+from cpwhisperx import fsutil, hardware, isolation, media, models, scripts, translation, writers
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.engines.translate import indictrans2, llama_server, nllb
 from cpwhisperx.errors import CpwError, EngineUnavailable
@@ -59,7 +59,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
             "llm": [s.llm_base_url, s.llm_model, s.llm_context_chars],
             "model": s.translation_model,
             "glossary": fsutil.sha256_file(glossary) if glossary and glossary.is_file() else None,
-            "loops": _loop_limit(ctx),
+            "loops": _loop_limit(ctx), "script": s.hindi_script,
             "stem": ctx.stem}
 
 
@@ -90,6 +90,9 @@ def run(ctx: StageContext) -> StageResult:
                                        source_language=source, limit=loop_limit)
                     for text, unit in zip(texts, units, strict=True)]
         texts = [text for text, _ in unlooped]
+        if ctx.settings.hindi_script == "devanagari" and target in scripts.NATIVE_SCRIPTS:
+            # As in a transcript: every letter in the target's script, or an English word's.
+            texts = [scripts.to_native(text, target) for text in texts]
         if loops := [loop for _, loop in unlooped if loop]:
             warnings.append(f"{target}: {len(loops)} of {len(units)} translations repeat a "
                             f"word or phrase ({loops[0]}); each loop kept once")
