@@ -4,12 +4,12 @@
                                        [--batch-size 8]
 
 Builds the file from the ../shared/eval English clips, prepares a job (a chunk is
-``--batch-size`` windows decoded together), runs it and kills it
-(SIGKILL, no warning) once ``--kill-at`` of the speech chunks are journaled, then runs it again
-to the end (``--kill-at 0`` runs it once, uninterrupted). Prints for each run its wall time and
-the peak memory of the whole process tree (the CLI plus its workers, sampled every 50 ms), then
-how many chunks the second run decoded against how many the first one left unfinished, and the
-WER. Numbers, never pass/fail.
+``--batch-size`` lanes decoded together, 30 s of each a step), runs it and kills it (SIGKILL,
+no warning) once ``--kill-at`` of the lanes' speech is decoded in journaled steps, then runs it
+again to the end (``--kill-at 0`` runs it once, uninterrupted). Prints for each run its wall
+time and the peak memory of the whole process tree (the CLI plus its workers, sampled every
+50 ms), then the chunks and decoding steps the second run took up from the first, and the WER.
+Numbers, never pass/fail.
 """
 
 import argparse
@@ -48,31 +48,40 @@ def _tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
-def _journaled(root: Path, chunks: dict[str, int], batch: int) -> tuple[int, int]:
-    """(chunks journaled, chunks in all) of the job's ASR stage so far; the total, known once
-    VAD is done, is kept in ``chunks``."""
+def _journaled(root: Path, lane_s: list[float], batch: int) -> tuple[float, int, int, int]:
+    """(share of the lanes' speech decoded in journaled steps, steps, chunks finished, chunks)
+    of the job's ASR stage so far; ``lane_s``, the lanes' speech, is filled in once VAD is
+    done."""
     speech, journal = root / "03_vad" / "speech.json", root / "04_asr" / "chunks.jsonl"
-    if "total" not in chunks:
+    if not lane_s:
         if not speech.is_file():
-            return 0, 0
+            return 0.0, 0, 0, 0
         regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
-        chunks["total"] = math.ceil(len(lanes(regions, batch_size=batch)) / batch)
-    # Finished chunks; the decoding steps of the one in progress are lines with a "step".
-    lines = journal.read_text().splitlines()[1:] if journal.is_file() else []
-    done = sum('"step"' not in line for line in lines)
-    return done, chunks["total"]
+        lane_s += [sum(e - s for s, e in lane.regions)
+                   for lane in lanes(regions, batch_size=batch)]
+    reached, steps, done = [0.0] * len(lane_s), 0, 0
+    for line in journal.read_text().splitlines()[1:] if journal.is_file() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # being written
+            break
+        done += "segments" in entry
+        steps += "step" in entry
+        for key, window in entry.get("step", {}).items():
+            lane = entry["chunk"] * batch + int(key)
+            reached[lane] = min(window["seek"] / 100, lane_s[lane])  # 100 mel frames a second
+    return sum(reached) / sum(lane_s), steps, done, math.ceil(len(lane_s) / batch)
 
 
-def run(cmd: list[str], *, stop: float, root: Path, chunks: dict[str, int], batch: int
+def run(cmd: list[str], *, stop: float, root: Path, lane_s: list[float], batch: int
         ) -> tuple[float, float, bool]:
-    """Wall seconds and peak tree RSS (MB); killed once ``stop`` of the chunks are done."""
+    """Wall seconds and peak tree RSS (MB); killed once ``stop`` of the speech is journaled."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak, killed = 0.0, False
     while proc.poll() is None:
         peak = max(peak, _tree_rss_mb(proc.pid))
-        done, total = _journaled(root, chunks, batch)
-        if stop and total and done >= stop * total:
+        if stop and _journaled(root, lane_s, batch)[0] >= stop:
             proc.send_signal(signal.SIGKILL)
             killed = True
             break
@@ -88,7 +97,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60)
     parser.add_argument("--model", default="base")
     parser.add_argument("--kill-at", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per chunk")
+    parser.add_argument("--batch-size", type=int, default=8, help="lanes per chunk")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -100,24 +109,23 @@ def main() -> None:
                              check=True).stdout.strip()
         root = next((folder / "out").glob(f"*/*/{job}"))
         print(f"{media.name}: {duration / 60:.1f} min, model {args.model}, {os.cpu_count()} CPUs")
-        total_wall, chunks = 0.0, {}
+        total_wall, lane_s = 0.0, []
         for attempt in (1, 2):
             stop = args.kill_at if attempt == 1 else 0.0
             wall, peak, killed = run([*base, "run", "-j", job], stop=stop, root=root,
-                                       chunks=chunks, batch=args.batch_size)
+                                     lane_s=lane_s, batch=args.batch_size)
             total_wall += wall
-            done, total = _journaled(root, chunks, args.batch_size)
+            share, steps, done, total = _journaled(root, lane_s, args.batch_size)
             print(f"run {attempt}: {wall:7.1f} s  peak RSS {peak:6.0f} MB (process tree)  "
-                  f"{'killed' if killed else 'finished'} with {done}/{total} chunks journaled",
-                  flush=True)
+                  f"{'killed' if killed else 'finished'} with {share:.0%} of the speech in "
+                  f"{steps} journaled steps, {done}/{total} chunks", flush=True)
             if not killed:
                 break
         meta = json.loads((root / "04_asr" / "transcript.json").read_text())["meta"]
         stages = json.loads((root / "manifest.json").read_text())["stages"]
         text = (root / "outputs" / f"{media.stem}.txt").read_text()
         print(f"ASR chunks: {meta['chunks']}, kept from the killed run {meta['resumed_chunks']} "
-              f"and {meta['resumed_steps']} decoding steps of the next, decoded by the last run "
-              f"{meta['chunks'] - meta['resumed_chunks']}")
+              f"and {meta['resumed_steps']} decoding steps of the next")
         print("stage seconds, as last run: " + " ".join(f"{k} {v['seconds']:.1f} s" for k, v in
                                                stages.items() if v.get("seconds") is not None))
         print(f"total wall {total_wall:.1f} s (RTF {total_wall / duration:.3f}), "

@@ -1,13 +1,16 @@
 """Crash-proofing: every injected fault ends with the job done (or one clear error), the
 manifest saying what happened, and every output that could be produced present."""
 
+import contextlib
 import json
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import cli, clip, error_line, job_of, job_root
+from conftest import cli, clip, error_line, job_of, job_root, wait_for
 from cpwhisperx import faults
 
 FORMATS = {"json", "txt", "srt", "vtt", "tsv"}
@@ -87,3 +90,42 @@ def test_aligner_hang_finishes_within_timeout_plus_10s(tmp_path: Path) -> None:
     assert align["seconds"] < 3 + 10
     assert time.monotonic() - started < 60
     assert outputs_of(root) == FORMATS
+
+
+def test_disk_full_inside_the_asr_worker_is_its_one_line_not_a_fallback(tmp_path: Path) -> None:
+    """The ASR stage's folder is a small file system of its own, full once the worker has
+    started its journal: the worker's own error reaches the user as one line naming the file,
+    and no fallback configuration is tried (float32 kernels free no disk space)."""
+    out = tmp_path / "out"
+    job_id = cli(out, "prepare", "--media", str(clip("en_lecture_plants")),
+                 "-s", "en").stdout.strip()
+    root = job_root(out, job_id)
+    folder = root / "04_asr"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                      capture_output=True, check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        journal = folder / "chunks.jsonl"
+
+        def fill() -> None:  # once the worker has written the journal's first line
+            wait_for(journal.is_file)
+            with (folder / "filler").open("ab", buffering=0) as fh, \
+                    contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * 65536)
+
+        filler = threading.Thread(target=fill)
+        filler.start()
+        proc = cli(out, "run", "-j", job_id)
+        filler.join()
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+    assert proc.returncode == 1
+    message = f"disk full while writing {journal}: free some space and run again"
+    assert error_line(proc) == f"error: {message}"
+    asr = json.loads((root / "manifest.json").read_text())["stages"]["asr"]
+    assert asr["status"] == "failed" and asr["error"] == message
+    assert not asr.get("warnings")  # no "fallback: ... retrying with ..."
+    log = (root / "logs" / "asr.log").read_text()
+    assert log.count("windows in") == 1, log  # one worker, one attempt

@@ -33,10 +33,14 @@ class Journal:
         return entries
 
     def append(self, entry: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(_line(entry))
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(_line(entry))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a write's error names no file: the user is told this one
+            exc.filename = str(self.path)
+            raise
 
 
 def _line(entry: dict[str, Any]) -> str:

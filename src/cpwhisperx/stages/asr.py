@@ -3,7 +3,8 @@
 The engine runs in a worker process (``work``), retried once with the fallback configuration
 if it crashes or hangs. Speech is decoded in chunks of ``BATCH_SIZE`` lanes (``lanes``), read
 from disk as needed; ``chunks.jsonl`` keeps every finished chunk and every decoding step of the
-chunk in progress (30 s of each lane, decoded together), so a crash or a kill at hour 1:50 of a
+chunk in progress (30 s of each lane, decoded together; what is left at the lanes' ends, packed
+together; a lane decoded again in another language), so a crash or a kill at hour 1:50 of a
 film loses at most one step of each lane, for the retry and for the next ``run`` alike.
 Indic languages come out in their own script (``HINDI_SCRIPT``, see ``_in_native_script``).
 """
@@ -54,8 +55,9 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
-    """In the worker: load the model once, decode the speech chunk by chunk (each one journaled
-    as it finishes, so a rerun picks up after the last one), return the transcript as a dict."""
+    """In the worker: load the model once, decode the speech chunk by chunk (each decoding step
+    and each chunk journaled as it finishes, so a rerun picks up after the last step), return
+    the transcript as a dict."""
     resolved = hardware.Resolved(**task["resolved"])
     ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
                           source=task["model_source"])
@@ -66,12 +68,19 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
     journal = Journal(Path(task["journal"]), key=task["journal_key"])
     loaded = journal.load()
-    entries = [e for e in loaded if "step" not in e]  # finished chunks
+    entries = [e for e in loaded if "segments" in e]  # finished chunks
     resumed = len(entries)
-    # The chunk in progress: its decoding steps an interrupted run finished.
-    done_steps = [e["step"] for e in loaded if "step" in e and e["chunk"] == resumed]
+
+    def steps(kind: str, where: dict[str, Any]) -> asr_engines.Steps:
+        """The chunk's decoding steps of one kind (``step``, or ``retry`` for the lanes decoded
+        again in another language): those an interrupted run finished, and where new ones go."""
+        done = [e[kind] for e in loaded if kind in e and e["chunk"] == where["chunk"]]
+        return asr_engines.Steps(done=done, record=lambda step: journal.append({**where,
+                                                                                kind: step}))
+
+    kept_steps = sum(e["chunk"] == resumed for e in loaded if "segments" not in e)
     log.info("%d windows in %d chunks; %d chunks and %d decoding steps kept from an earlier run",
-             len(windows), len(chunks), resumed, len(done_steps))
+             len(windows), len(chunks), resumed, kept_steps)
     language, probability = task["language"], None
     if language is None and loaded:  # detected by the run that journaled them
         language, probability = loaded[0]["language"], loaded[0]["language_probability"]
@@ -83,17 +92,16 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                                          if engine.multilingual else ("en", 1.0))
 
             where = {"chunk": index, "language": language, "language_probability": probability}
-            steps = asr_engines.Steps(done=done_steps if index == resumed else (),
-                                      record=lambda step, where=where:
-                                      journal.append({**where, "step": step}))
             decoded = engine.decode(audios, language=language,
                                     word_timestamps=task["word_timestamps"],
                                     on_progress=lambda done, index=index:
-                                    progress((index + done) / len(chunks)), steps=steps)
+                                    progress((index + done) / len(chunks)),
+                                    steps=steps("step", where))
             redecoded = 0
             if task["native_script"] and language in scripts.NATIVE_SCRIPTS:
                 decoded, redecoded = _in_native_script(engine, audios, decoded, language=language,
-                                                       word_timestamps=task["word_timestamps"])
+                                                       word_timestamps=task["word_timestamps"],
+                                                       steps=steps("retry", where))
             segments = [window.place(_nfc(seg)) for window, segs
                         in zip(chunks[index], decoded, strict=True) for seg in segs]
             entry = {"chunk": index, "language": language, "language_probability": probability,
@@ -105,24 +113,25 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     segments = tuple(Segment.from_dict(s) for e in entries for s in e["segments"])
     meta = {"model": ref.name, "model_source": ref.source, "engine": engine.name,
             "language_probability": None if probability is None else round(probability, 3),
-            "chunks": len(chunks), "resumed_chunks": resumed, "resumed_steps": len(done_steps),
+            "chunks": len(chunks), "resumed_chunks": resumed, "resumed_steps": kept_steps,
             "redecoded_windows": sum(e.get("redecoded", 0) for e in entries)}
     return tidy(Transcript(language or "und", segments, meta), duration).to_dict()
 
 
 def _in_native_script(engine: asr_engines.AsrEngine, audios: Sequence,
-                      decoded: list[list[Segment]], *, language: str,
-                      word_timestamps: bool) -> tuple[list[list[Segment]], int]:
+                      decoded: list[list[Segment]], *, language: str, word_timestamps: bool,
+                      steps: asr_engines.Steps) -> tuple[list[list[Segment]], int]:
     """Windows in the language's own script, and how many were decoded again: one the model
-    wrote in English (Latin) is decoded again as ``RETRY_LANGUAGE`` and kept if that is not Latin
-    too; the words then go into the native script (an Indic script, or Urdu's, is
-    transliterated; Latin stays as spoken)."""
+    wrote in English (Latin) is decoded again as ``RETRY_LANGUAGE`` (its steps recorded in
+    ``steps``) and kept if that is not Latin too; the words then go into the native script
+    (``scripts.to_native``: English words stay as spoken, any other letter is transliterated
+    or dropped)."""
     retry = scripts.RETRY_LANGUAGE.get(language)
     latin = [i for i, segs in enumerate(decoded)
              if retry and scripts.mostly_latin(_text(segs))]
     if latin:
         again = engine.decode([audios[i] for i in latin], language=retry,
-                              word_timestamps=word_timestamps)
+                              word_timestamps=word_timestamps, steps=steps)
         for i, segs in zip(latin, again, strict=True):
             if not scripts.mostly_latin(_text(segs)):
                 decoded[i] = segs

@@ -25,9 +25,10 @@ MIN_LANE_S = 60.0
 @dataclass(frozen=True, slots=True)
 class Steps:
     """The decoding steps an earlier run of the same windows finished, and where to record each
-    new one: per window, its new segments and how it goes on (``next``: ``decode`` from
-    ``seek`` prompted with its ``tokens`` so far, the sequential ``fallback`` or a ``leftover``
-    from ``seek``, or ``done``). Engines that decode a window in one go ignore it."""
+    new one: per window, its new segments and how it goes on (``next``: ``decode`` from mel
+    frame ``seek`` with ``prompt``, the tokens it is prompted with; a ``leftover`` from
+    ``seek``, to pack with others'; or ``done``). Engines that decode a window in one go
+    ignore it."""
 
     done: Sequence[dict[str, Any]]
     record: Callable[[dict[str, Any]], None]
@@ -57,8 +58,7 @@ def create(resolved: Resolved, *, model: ModelRef, beam_size: int) -> AsrEngine:
 
         return FasterWhisperEngine(model=model, device=resolved.device,
                                    compute_type=resolved.compute_type,
-                                   cpu_threads=resolved.cpu_threads, beam_size=beam_size,
-                                   batch_size=resolved.batch_size)
+                                   cpu_threads=resolved.cpu_threads, beam_size=beam_size)
     if resolved.backend == "mlx":
         from cpwhisperx.engines.asr.mlx_whisper import MlxWhisperEngine
 

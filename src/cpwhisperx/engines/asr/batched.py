@@ -6,9 +6,12 @@ Here the windows (lanes, see ``asr_engines.lanes``: speech longer than 30 s) are
 steps, the steps of all windows encoded and beam-searched together *with* timestamps, and each
 window goes on as the sequential decoder goes on through a file: the next step starts after
 the last word of this one (after 30 s where its last segment ended cleanly), prompted with the
-window's text so far; a decoding failing the sequential decoder's quality checks (compression
-ratio, log-probability) hands the rest of its window to it for its temperature fallback; word
-times come from one batched cross-attention alignment per step, not a second decoding pass.
+window's text so far; a step failing the sequential decoder's quality checks (compression
+ratio, log-probability) is decoded again on its own as that decoder decodes it, rising through
+its temperatures, and its window goes on in the batch; word times come from one batched
+cross-attention alignment per step, not a second decoding pass. One window alone is decoded
+the same way: every step of every window can be recorded as it finishes (``Steps``), and a
+resumed decoding goes on from the last recorded step as an uninterrupted one would.
 
 Whisper often stops a few seconds before the end of a step, so most windows end with a few
 seconds left over. Each would cost a whole 30-s encoding of its own: instead the leftovers of
@@ -24,20 +27,21 @@ import inspect
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.transcribe import (
+    TranscriptionOptions,
+    get_compression_ratio,
+    get_suppressed_tokens,
+)
 
 from cpwhisperx.engines.asr import Steps, to_words
 from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 from cpwhisperx.transcript import Segment
 
 log = logging.getLogger(__name__)
-# faster-whisper's defaults for when a decoding is not good enough to keep.
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOG_PROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
 # A word aligned over this long, or as long a pause between two words: speech the decoding went
 # past without writing it down (greedy decoding does it now and then). Measured on an hour of
 # English: words last up to 1.7 s and pauses inside speech up to 1.6 s; skipped speech gave
@@ -60,88 +64,99 @@ _PUNCTUATION = tuple(inspect.signature(WhisperModel.transcribe).parameters[name]
 class _Piece:
     window: int
     seek: int  # mel frames from the window's start
-    previous: tuple[int, ...] = ()  # the window's tokens so far: the prompt of a leftover
+    previous: tuple[int, ...] = ()  # the prompt: the window's last tokens (none after a reset)
 
 
 def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
            word_timestamps: bool, on_progress: Callable[[float], None] | None = None,
            pack: bool = True, steps: Steps | None = None) -> list[list[Segment]]:
     """Segments per window (window times). With ``steps``, each decoding step is recorded as it
-    finishes, and the steps an interrupted run recorded are taken up, not decoded again."""
+    finishes (and the leftovers, decoded together, as one more), and the steps an interrupted
+    run recorded are taken up, not decoded again: each window goes on from the mel frame and
+    with the prompt its last recorded step left it."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
     model = engine.model
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                           language=language)
-    suppress = get_suppressed_tokens(tokenizer, [-1])
+    options = _options(engine, tokenizer)
     per_frame = model.feature_extractor.time_per_frame
     step = model.feature_extractor.nb_max_frames  # 30 s
+    prompt_size = model.max_length // 2 - 1  # the last tokens a prompt holds (get_prompt)
     features = [model.feature_extractor(audio)[..., :-1] for audio in audios]
     frames = [f.shape[-1] for f in features]
     found: list[list[Segment]] = [[] for _ in audios]
-    fallback: dict[int, int] = {}  # window → mel frame from which to decode sequentially
-    leftovers: list[tuple[int, int]] = []  # (window, mel frame): to pack with others
+    leftovers: dict[int, int] = {}  # window → mel frame: what is left, to pack with others'
     pieces = [_Piece(i, 0) for i in range(len(audios)) if frames[i] > 0]
     reached = [0 if n else 1 for n in frames]  # mel frames decoded, for progress
+    pack = pack and len(audios) > 1  # alone, what is left of a window is its next step
     if steps and steps.done:
-        pieces = _resumed(steps.done, found, fallback, leftovers, reached)
+        pieces = _resumed(steps.done, found, leftovers, reached)
     while pieces:
         log.debug("decoding %d windows together", len(pieces))
         sizes = [min(step, frames[p.window] - p.seek) for p in pieces]
-        encoded = _encode(model, np.stack([pad_or_trim(features[p.window][:, p.seek:p.seek + n])
-                                           for p, n in zip(pieces, sizes, strict=True)]))
+        batch = np.stack([pad_or_trim(features[p.window][:, p.seek:p.seek + n])
+                          for p, n in zip(pieces, sizes, strict=True)])
+        encoded = _encode(model, batch)
         # CTranslate2 wants the prompts of a batch equally long: the same number of the last
         # tokens of each window's text so far (none in the first round).
         context = min(len(p.previous) for p in pieces)
         prompts = [model.get_prompt(tokenizer, list(p.previous[-context:]) if context else [])
                    for p in pieces]
         results = model.model.generate(
-            encoded, prompts, beam_size=engine.beam_size, patience=1, length_penalty=1,
-            max_length=model.max_length, suppress_blank=True, suppress_tokens=suppress,
+            encoded, prompts, beam_size=options.beam_size, patience=options.patience,
+            length_penalty=options.length_penalty, max_length=model.max_length,
+            suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens,
             return_scores=True, return_no_speech_prob=True,
-            max_initial_timestamp_index=round(1.0 / model.time_precision))
+            max_initial_timestamp_index=round(options.max_initial_timestamp
+                                              / model.time_precision))
         kept, going = [], []
-        for piece, size, result in zip(pieces, sizes, results, strict=True):
+        for j, (piece, size, result) in enumerate(zip(pieces, sizes, results, strict=True)):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             compression = get_compression_ratio(tokenizer.decode(tokens).strip())
-            if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
-                kept.append([])  # silence, skipped as the sequential decoder skips it
-                going.append((piece, [], piece.seek + size, True))
-            elif compression > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
-                log.debug("window %d from frame %d to the fallback: compression %.2f, "
-                          "log-probability %.2f", piece.window, piece.seek, compression,
+            temperature = 0.0
+            if not _silent(result, avg_logprob, options) and (
+                    compression > options.compression_ratio_threshold
+                    or avg_logprob < options.log_prob_threshold):
+                log.debug("window %d from frame %d decoded again on its own: compression "
+                          "%.2f, log-probability %.2f", piece.window, piece.seek, compression,
                           avg_logprob)
-                fallback[piece.window] = piece.seek
-                kept.append([])
-            else:
-                parts, seek, single_ending = model._split_segments_by_timestamps(
-                    tokenizer=tokenizer, tokens=tokens, time_offset=piece.seek * per_frame,
-                    segment_size=size, segment_duration=size * per_frame, seek=piece.seek)
-                for part in parts:
-                    part.update(avg_logprob=avg_logprob, no_speech_prob=result.no_speech_prob)
-                kept.append(parts)
-                going.append((piece, parts, seek, single_ending))
+                # As the sequential decoder decodes it, rising through its temperatures. (What
+                # it samples then is not the same after a resume: CTranslate2 seeds each thread
+                # once.)
+                result, avg_logprob, temperature, _ = model.generate_with_fallback(
+                    model.encode(batch[j:j + 1]),
+                    model.get_prompt(tokenizer, list(piece.previous)), tokenizer, options)
+                tokens = result.sequences_ids[0]
+            if _silent(result, avg_logprob, options):
+                kept.append([])  # silence, skipped as the sequential decoder skips it
+                going.append((piece, [], piece.seek + size, True, temperature))
+                continue
+            parts, seek, single_ending = model._split_segments_by_timestamps(
+                tokenizer=tokenizer, tokens=tokens, time_offset=piece.seek * per_frame,
+                segment_size=size, segment_duration=size * per_frame, seek=piece.seek)
+            for part in parts:
+                part.update(avg_logprob=avg_logprob, no_speech_prob=result.no_speech_prob)
+            kept.append(parts)
+            going.append((piece, parts, seek, single_ending, temperature))
         if word_timestamps:
             # One alignment for the whole step; a window without text gets an empty stand-in.
             stand_in = [{"seek": 0, "start": 0.0, "end": 0.0, "tokens": []}]
             model.add_word_timestamps([parts or stand_in for parts in kept], tokenizer, encoded,
                                       sizes, *_PUNCTUATION, 0.0)
             # A step cut where Whisper went past speech goes on from there, however it ended.
-            going = [(piece, parts, seek, not _cut_at_skip(parts, tokenizer) and single_ending)
-                     for piece, parts, seek, single_ending in going]
-        record = {str(p.window): {"segments": [], "tokens": [], "next": "done",
-                                  "seek": frames[p.window]} for p in pieces}
+            going = [(piece, parts, seek, not _cut_at_skip(parts, tokenizer) and single_ending,
+                      temperature) for piece, parts, seek, single_ending, temperature in going]
+        record = {str(p.window): {"segments": [], "next": "done", "seek": frames[p.window]}
+                  for p in pieces}
         for piece, parts in zip(pieces, kept, strict=True):
             new = _segments(parts, tokenizer)
             found[piece.window] += new
             record[str(piece.window)]["segments"] = [seg.to_dict() for seg in new]
-            if piece.window in fallback:
-                record[str(piece.window)].update(next="fallback", seek=fallback[piece.window])
         pieces = []
-        for piece, parts, seek, single_ending in going:
+        for piece, parts, seek, single_ending, temperature in going:
             ends = [w["end"] for part in parts for w in part.get("words", ())]
             # As the sequential decoder does, and also where a step ended "cleanly" seconds
             # before its audio did: a lane holds speech only, so that is speech skipped too.
@@ -153,52 +168,69 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             if seek >= frames[piece.window]:
                 continue
             if pack and (frames[piece.window] - seek) * per_frame <= LEFTOVER_S:
-                leftovers.append((piece.window, seek))
+                leftovers[piece.window] = seek
                 record[str(piece.window)].update(next="leftover", seek=seek)
                 continue
-            done = [t for part in parts for t in part["tokens"]]  # timestamps too
-            pieces.append(_Piece(piece.window, seek, (*piece.previous, *done)))
-            record[str(piece.window)].update(next="decode", seek=seek, tokens=done)
+            # The sequential decoder's prompt: the window's text so far (timestamps too), none
+            # after a step it had to decode at a high temperature.
+            previous = () if temperature > options.prompt_reset_on_temperature else \
+                (*piece.previous, *(t for part in parts for t in part["tokens"]))[-prompt_size:]
+            pieces.append(_Piece(piece.window, seek, previous))
+            record[str(piece.window)].update(next="decode", seek=seek, prompt=list(previous))
         if steps:
             steps.record(record)
         if on_progress:
             on_progress(sum(reached) / sum(max(n, 1) for n in frames))
-    hop = model.feature_extractor.hop_length
-    for i, seek in fallback.items():  # the rest of the window, with the temperature fallback
-        found[i] += engine.transcribe(audios[i][seek * hop:], language=language,
-                                      word_timestamps=word_timestamps, offset=seek * per_frame)
     if leftovers:
-        rests = [(i, seek * per_frame, audios[i][seek * hop:]) for i, seek in leftovers]
+        hop = model.feature_extractor.hop_length
+        rests = [(i, seek * per_frame, audios[i][seek * hop:]) for i, seek in leftovers.items()]
+        record = {}
         for i, segments in _packed(engine, rests, language=language,
                                    word_timestamps=word_timestamps):
             found[i] += segments
+            record[str(i)] = {"segments": [seg.to_dict() for seg in segments], "next": "done",
+                              "seek": frames[i]}
+        if steps:
+            steps.record(record)
     if on_progress:
         on_progress(1.0)
     return found
 
 
-def _resumed(done: Sequence[dict], found: list[list[Segment]], fallback: dict[int, int],
-             leftovers: list[tuple[int, int]], reached: list[int]) -> list[_Piece]:
-    """The state the recorded steps left the windows in: their segments in ``found``, and the
-    pieces to decode next."""
-    state: dict[int, dict] = {}
-    tokens: dict[int, list[int]] = {}
+def _options(engine: FasterWhisperEngine, tokenizer) -> TranscriptionOptions:
+    """faster-whisper's sequential decoder's options (its defaults, the engine's beam): what
+    decides whether a step is good enough, and how one that is not is decoded again."""
+    values = {name: p.default for name, p
+              in inspect.signature(WhisperModel.transcribe).parameters.items()}
+    values.update(beam_size=engine.beam_size, temperatures=values["temperature"],
+                  suppress_tokens=get_suppressed_tokens(tokenizer, values["suppress_tokens"]))
+    return TranscriptionOptions(**{f.name: values[f.name] for f in fields(TranscriptionOptions)})
+
+
+def _silent(result, avg_logprob: float, options: TranscriptionOptions) -> bool:
+    """No speech, as the sequential decoder judges it: the step is skipped."""
+    return (result.no_speech_prob > options.no_speech_threshold
+            and avg_logprob < options.log_prob_threshold)
+
+
+def _resumed(done: Sequence[dict], found: list[list[Segment]], leftovers: dict[int, int],
+             reached: list[int]) -> list[_Piece]:
+    """The state the recorded steps left the windows in: their segments in ``found``, what is
+    left to pack in ``leftovers`` (in the order the steps left it), and the pieces to decode
+    next, prompted as they were."""
+    going: dict[int, _Piece] = {}
     for step in done:
         for key, window in step.items():
             i = int(key)
             found[i] += [Segment.from_dict(seg) for seg in window["segments"]]
-            tokens.setdefault(i, []).extend(window["tokens"])
-            state[i] = window
             reached[i] = max(reached[i], window["seek"])
-    pieces = []
-    for i, window in sorted(state.items()):
-        if window["next"] == "decode":
-            pieces.append(_Piece(i, window["seek"], tuple(tokens[i])))
-        elif window["next"] == "fallback":
-            fallback[i] = window["seek"]
-        elif window["next"] == "leftover":
-            leftovers.append((i, window["seek"]))
-    return pieces
+            going.pop(i, None)
+            leftovers.pop(i, None)
+            if window["next"] == "decode":
+                going[i] = _Piece(i, window["seek"], tuple(window["prompt"]))
+            elif window["next"] == "leftover":
+                leftovers[i] = window["seek"]
+    return [going[i] for i in sorted(going)]
 
 
 def _encode(model: WhisperModel, features: np.ndarray):

@@ -1,8 +1,9 @@
 """faster-whisper (CTranslate2) on CPU or CUDA.
 
-Each window is decoded on its own with faster-whisper's sequential decoder (timestamps, beam
-search, temperature fallback); ``BATCH_SIZE > 1`` decodes the windows of a chunk together
-(``batched.decode``), keeping every word the sequential decoder would find.
+Windows are decoded 30 s at a time as faster-whisper's sequential decoder decodes them
+(timestamps, beam search, temperature fallback), the windows of a chunk (``BATCH_SIZE``) all
+together, each step recordable as it finishes (``batched.decode``); ``transcribe`` is that
+sequential decoder itself, on one window in one go.
 """
 
 from collections.abc import Callable, Sequence
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cpwhisperx import errors
-from cpwhisperx.engines.asr import Steps, one_by_one, to_words
+from cpwhisperx.engines.asr import Steps, to_words
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment
@@ -18,7 +19,7 @@ from cpwhisperx.transcript import Segment
 
 class FasterWhisperEngine:
     def __init__(self, *, model: ModelRef, device: str, compute_type: str, cpu_threads: int,
-                 beam_size: int, batch_size: int) -> None:
+                 beam_size: int) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
 
@@ -27,7 +28,6 @@ class FasterWhisperEngine:
 
         self.name = f"faster-whisper {model.name} {device}/{compute_type}"
         self.beam_size = beam_size
-        self.batch_size = batch_size
         try:
             self.model = WhisperModel(str(model.path), device=device, compute_type=compute_type,
                                       cpu_threads=cpu_threads, local_files_only=True)
@@ -44,14 +44,10 @@ class FasterWhisperEngine:
     def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
                on_progress: Callable[[float], None] | None = None,
                steps: Steps | None = None) -> list[list[Segment]]:
-        if self.batch_size > 1 and len(audios) > 1:
-            from cpwhisperx.engines.asr import batched
+        from cpwhisperx.engines.asr import batched
 
-            return batched.decode(self, audios, language=language,
-                                  word_timestamps=word_timestamps, on_progress=on_progress,
-                                  steps=steps)
-        return one_by_one(self.transcribe, audios, language=language,
-                          word_timestamps=word_timestamps, on_progress=on_progress)
+        return batched.decode(self, audios, language=language, word_timestamps=word_timestamps,
+                              on_progress=on_progress, steps=steps)
 
     def translate(self, audio: np.ndarray, *, language: str) -> list[Segment]:
         # The sentences' speech, where ASR found words: a "no speech" verdict is wrong there,
