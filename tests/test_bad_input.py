@@ -99,7 +99,7 @@ def test_bad_config_value_fails_before_any_work(tmp_path: Path) -> None:
     proc = cli(tmp_path, "transcribe", str(clip("en_jfk")), "--device", "gpu")
     assert proc.returncode == 2
     assert error_line(proc) == ("error: WHISPER_DEVICE='gpu' from the command line is not "
-                                "allowed: allowed values: 'auto', 'cpu' or 'cuda'")
+                                "allowed: allowed values: 'auto', 'cpu', 'cuda' or 'mps'")
     proc = cli(tmp_path, "transcribe", str(clip("en_jfk")), env={"BEAM_SIZE": "many"})
     assert proc.returncode == 2 and "BEAM_SIZE='many' from the environment" in error_line(proc)
 

@@ -38,12 +38,40 @@ def test_layers_later_wins(tmp_path: Path) -> None:
 
 
 def test_whisperx_is_an_alias_of_faster_whisper() -> None:
-    s = load_settings(cli={"WHISPER_BACKEND": "whisperx"}, environ={})
+    notes: list[str] = []
+    s = load_settings(cli={"WHISPER_BACKEND": "whisperx"}, environ={}, notes=notes)
     assert s.whisper_backend == "faster-whisper"
+    assert notes == ["WHISPER_BACKEND=whisperx in the command line is faster-whisper, the "
+                     "CTranslate2 engine WhisperX runs on"]
+
+
+def test_the_old_tools_settings_become_ours_each_with_a_note(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cfg", "WHISPER_BACKEND=cuda\nWHISPER_DEVICE=MPS\n"
+                "ALIGNMENT_BACKEND=whisperx\nWHISPER_COMPUTE_TYPE=int8\n"
+                "INDICTRANS2_BACKEND=pytorch\nWHISPER_LANGUAGE=hi\nTARGET_LANGUAGE=en\n"
+                "WHISPERX_DEVICE=cuda\nSTEP_DIARIZATION=true\nVAD_BACKEND=pyannote\n"
+                "DOCKER_TAG=latest\nWHISPER_INITIAL_PROMPT=Shah Rukh Khan\n")
+    notes: list[str] = []
+    s = load_settings(config_file=cfg, environ={}, notes=notes)
+    assert (s.whisper_backend, s.whisper_device, s.alignment_backend, s.whisper_compute_type,
+            s.source_language, s.targets, s.vad_backend, s.initial_prompt) == (
+        "faster-whisper", "mps", "whisperx", "int8", "hi", ["en"], "silero", "Shah Rukh Khan")
+    told = "\n".join(notes)
+    for key in ("WHISPER_BACKEND=cuda", "WHISPER_DEVICE=mps", "ALIGNMENT_BACKEND=whisperx",
+                "INDICTRANS2_BACKEND", "WHISPER_LANGUAGE", "TARGET_LANGUAGE", "WHISPERX_DEVICE",
+                "STEP_DIARIZATION", "VAD_BACKEND=pyannote", "DOCKER_TAG",
+                "WHISPER_INITIAL_PROMPT"):
+        assert f"{key} in {cfg}" in told, key
+    assert "WHISPER_COMPUTE_TYPE" not in told  # ours already: nothing to say
+    assert "INDICTRANS2_BACKEND in" in told and "TRANSLATION_BACKEND" in told
+    # WHISPER_BACKEND=cuda means the CUDA device, where no device is set.
+    assert load_settings(cli={"WHISPER_BACKEND": "cuda"}, environ={}).whisper_device == "cuda"
+    assert load_settings(cli={"WHISPER_BACKEND": "cuda", "WHISPER_DEVICE": "cpu"},
+                         environ={}).whisper_device == "cpu"
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
-    ("WHISPER_DEVICE", "gpu", "allowed values: 'auto', 'cpu' or 'cuda'"),
+    ("WHISPER_DEVICE", "gpu", "allowed values: 'auto', 'cpu', 'cuda' or 'mps'"),
     ("BEAM_SIZE", "-1", "greater than or equal to 0"),
     ("SOURCE_LANGUAGE", "klingon", "Whisper language code"),
     ("AUDIO_STREAM", "x1", "3-letter language tag"),
@@ -56,10 +84,15 @@ def test_bad_value_names_key_source_and_allowed(key: str, value: str, expected: 
     assert expected in message and "\n" not in message
 
 
-def test_unknown_key_in_file_names_file_line_and_known_keys(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "cfg", "# comment\nWHISPER_MODLE=base\n")
-    with pytest.raises(ConfigError, match=r"cfg:2: unknown key WHISPER_MODLE; known keys: "):
-        load_settings(config_file=cfg, environ={})
+def test_unknown_key_in_a_file_is_a_note_naming_the_closest_and_on_the_command_line_an_error(
+        tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cfg", "# comment\nWHISPER_MODLE=base\nFOO=1\n")
+    notes: list[str] = []
+    assert load_settings(config_file=cfg, environ={}, notes=notes) == Settings()
+    assert notes == [f"WHISPER_MODLE in {cfg} is not a setting and is ignored (did you mean "
+                     "WHISPER_MODEL?)", f"FOO in {cfg} is not a setting and is ignored"]
+    with pytest.raises(ConfigError, match=r"unknown key WHISPER_MODLE in the command line; "):
+        load_settings(cli={"WHISPER_MODLE": "base"}, environ={})
 
 
 def test_shell_characters_stay_literal(tmp_path: Path) -> None:

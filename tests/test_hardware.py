@@ -47,8 +47,34 @@ def test_explicit_mlx() -> None:
                                                                  "all set explicitly")
 
 
+@pytest.mark.parametrize(("settings", "hw", "expected", "note"), [
+    # The old tool's Apple Silicon setting: MLX on the Apple GPU, where it can be had.
+    (Settings(whisper_device="mps"), MAC_MLX, ("mlx", "gpu", "float16"), None),
+    (Settings(whisper_backend="mlx", whisper_device="mps"), MAC_MLX, ("mlx", "gpu", "float16"),
+     None),
+    (Settings(whisper_device="mps"), LINUX, ("faster-whisper", "cpu", "int8"),
+     "WHISPER_DEVICE=mps: this machine has no Apple GPU; device auto instead"),
+    (Settings(whisper_device="mps"), LINUX_GPU, ("faster-whisper", "cuda", "float16"),
+     "no Apple GPU"),
+    (Settings(whisper_device="mps"), MAC, ("faster-whisper", "cpu", "int8"),
+     "mlx-whisper is not installed (pip install 'cpwhisperx[mlx]')"),
+    (Settings(whisper_backend="faster-whisper", whisper_device="mps"), MAC_MLX,
+     ("faster-whisper", "cpu", "int8"), "WHISPER_BACKEND=faster-whisper has no Apple GPU path"),
+    # Their promise: MLX asked for where it is not installed is a warning, not a stop.
+    (Settings(whisper_backend="mlx"), MAC, ("faster-whisper", "cpu", "int8"),
+     "WHISPER_BACKEND=mlx: mlx-whisper is not installed"),
+])
+def test_settings_this_machine_cannot_honour_become_the_nearest_with_a_note(
+        settings: Settings, hw: hardware.Hardware, expected: tuple, note: str | None) -> None:
+    resolved = hardware.resolve(settings, hw)
+    assert (resolved.backend, resolved.device, resolved.compute_type) == expected
+    if note is None:
+        assert resolved.notes == ()
+    else:
+        assert len(resolved.notes) == 1 and note in resolved.notes[0]
+
+
 @pytest.mark.parametrize(("settings", "hw", "message"), [
-    (Settings(whisper_backend="mlx"), MAC, "WHISPER_BACKEND=mlx but mlx-whisper is not installed"),
     (Settings(whisper_backend="mlx", whisper_device="cuda"), MAC_MLX, "WHISPER_DEVICE=cuda"),
     (Settings(whisper_backend="mlx", whisper_compute_type="int8"), MAC_MLX,
      "WHISPER_COMPUTE_TYPE=int8 does not go with WHISPER_BACKEND=mlx"),

@@ -95,6 +95,7 @@ def test_glossary_lines_for_every_target_or_one(tmp_path: Path) -> None:
     assert translation.load_glossary(path, target="hi") == {"Anna": "अन्ना", "station": "स्टेशन"}
     assert translation.load_glossary(path, target="ta") == {"Anna": "अन्ना",
                                                            "station": "நிலையம்"}
+    assert translation.glossary_terms(path) == ["Anna", "station"]  # ASR's hotwords
     path.write_text("Anna\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"glossary\.txt:1: expected 'term = translation'"):
         translation.load_glossary(path, target="hi")

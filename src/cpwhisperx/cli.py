@@ -8,15 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cpwhisperx import __version__
-from cpwhisperx.errors import ConfigError, CpwError, MediaError
+from cpwhisperx.errors import ConfigError, CpwError
 
 if TYPE_CHECKING:
-    from cpwhisperx.jobs import Job
+    from cpwhisperx.api import Pipeline, Result
+    from cpwhisperx.progress import Reporter
 
 FLAG_KEYS = {"source_language": "SOURCE_LANGUAGE", "backend": "WHISPER_BACKEND",
              "model": "WHISPER_MODEL", "device": "WHISPER_DEVICE",
              "compute_type": "WHISPER_COMPUTE_TYPE", "audio_stream": "AUDIO_STREAM",
              "batch_size": "BATCH_SIZE", "align": "ALIGNMENT_BACKEND",
+             "initial_prompt": "INITIAL_PROMPT", "hotwords": "HOTWORDS",
+             "output_format": "OUTPUT_FORMAT", "max_line_width": "SUBTITLE_MAX_CHARS",
+             "max_line_count": "SUBTITLE_MAX_LINES",
              "target_languages": "TARGET_LANGUAGES", "translator": "TRANSLATION_BACKEND",
              "burn_in": "BURN_IN"}
 
@@ -37,60 +41,95 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return values
 
 
-def _prepare(args: argparse.Namespace, media_arg: str) -> "Job":
-    from cpwhisperx import config, jobs
+def _pipeline(args: argparse.Namespace, reporter: "Reporter | None" = None) -> "Pipeline":
+    from cpwhisperx.api import Pipeline
 
-    media = Path(media_arg).expanduser()
-    if not media.exists():
-        raise MediaError(f"media file not found: {media}")
-    if media.is_dir():
-        raise MediaError(f"{media} is a folder, not a media file")
-    settings = config.load_settings(cli=_overrides(args))
-    if args.workflow == "translate" and not settings.targets:
-        raise ConfigError("the translate workflow needs target languages: -t en,hi,...")
-    if (source := settings.source_language) != "auto":  # else checked once ASR has detected it
-        from cpwhisperx import translation
-
-        for target in settings.targets:
-            if target != source:
-                translation.choose(settings, source=source, target=target)
-    # Absolute, but symlinks kept: messages name the file as the user knows it.
-    return jobs.create(_out_root(args), media=Path(os.path.abspath(media)), workflow=args.workflow,
-                       settings=settings)
+    return Pipeline(_overrides(args), out=_out_root(args), reporter=reporter)
 
 
-def _run(args: argparse.Namespace, job: "Job") -> int:
-    from cpwhisperx import pipeline
-    from cpwhisperx.progress import Reporter
-
-    reporter = Reporter()
-    rows = pipeline.run_job(job, out_root=_out_root(args), overrides=_overrides(args),
-                            reporter=reporter)
-    reporter.table(rows, duration=pipeline.media_duration(job))
-    reporter.out.print(f"outputs: {job.outputs}", markup=False)
-    for path in sorted(job.outputs.iterdir()):
+def _show(result: "Result", reporter: "Reporter") -> None:
+    reporter.table(list(result.stages), duration=result.duration)
+    reporter.out.print(f"outputs: {result.job.outputs}", markup=False)
+    for path in result.outputs:
         reporter.out.print(f"  {path.name}", markup=False)
-    return 0
+    reporter.out.print(result.summary(), markup=False)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    job = _prepare(args, args.media)
+    media = args.media or args.media_flag
+    if not media or (args.media and args.media_flag):
+        raise ConfigError("name one media file: cpwhisperx prepare FILE (or --media FILE)")
+    from cpwhisperx.progress import Reporter
+
+    job = _pipeline(args, Reporter()).prepare(media, workflow=args.workflow)
     print(job.id)
     print(f"prepared {job.root}; run it with: cpwhisperx run -j {job.id}", file=sys.stderr)
     return 0
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    job = _prepare(args, args.media)
-    args.job = job.id  # named in the message if the run is interrupted
-    print(f"job {job.id} in {job.root}", file=sys.stderr)
-    return _run(args, job)
+    from cpwhisperx import batch
+    from cpwhisperx.progress import Reporter
+
+    reporter = Reporter()
+    output_dir = Path(args.output_dir).expanduser() if args.output_dir else None
+    files = batch.expand(args.media)
+    if len(files) == 1 and not Path(args.media[0]).expanduser().is_dir():
+        pipeline = _pipeline(args, reporter)
+        job = pipeline.prepare(files[0], workflow=args.workflow)
+        args.job = job.id  # named in the message if the run is interrupted
+        print(f"job {job.id} in {job.root}", file=sys.stderr)
+        result = pipeline.run(job)
+        _show(result, reporter)
+        if output_dir is not None:
+            batch.copy_outputs(result, output_dir)
+        return 0
+    if not files:
+        raise ConfigError(f"no media files in {', '.join(args.media)}")
+    return _many(args, files, output_dir, reporter)
+
+
+def _many(args: argparse.Namespace, files: list[Path], output_dir: Path | None,
+          reporter: "Reporter") -> int:
+    """A job per file, a line as each ends, a table at the end; exit 1 naming the files that
+    failed, if any did."""
+    from rich.table import Table
+
+    from cpwhisperx import batch
+
+    ended = [0]
+
+    def done(outcome: "batch.FileOutcome") -> None:
+        ended[0] += 1
+        what = f"failed: {outcome.error}" if outcome.error else outcome.summary
+        reporter.info(f"[{ended[0]}/{len(files)}] {outcome.media}: {what}")
+
+    outcomes = batch.run_files(files, pipeline=_pipeline(args, reporter),
+                               workflow=args.workflow, jobs=args.jobs, output_dir=output_dir,
+                               on_done=done)
+    table = Table(title=f"{len(files)} files")
+    NUMBERS = ("audio s", "seconds", "x real time")
+    for column in ("file", "job", "status", *NUMBERS, "notes"):
+        table.add_column(column, justify="right" if column in NUMBERS else "left")
+    for o in outcomes:
+        speed = f"{o.duration / o.seconds:.1f}" if o.duration and o.seconds else "-"
+        table.add_row(str(o.media), o.job or "-", "failed" if o.error else "done",
+                      f"{o.duration:.1f}" if o.duration else "-", f"{o.seconds:.1f}", speed,
+                      o.error or "")
+    reporter.out.print(table)
+    if failed := [o for o in outcomes if o.error]:
+        names = ", ".join(str(o.media) for o in failed)
+        print(f"error: {len(failed)} of {len(files)} files failed: {names}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cpwhisperx import jobs
+    from cpwhisperx.progress import Reporter
 
-    return _run(args, jobs.find(_out_root(args), args.job))
+    reporter = Reporter()
+    _show(_pipeline(args, reporter).run(args.job), reporter)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -144,6 +183,16 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="decode N windows at once (default 1)")
     parser.add_argument("--align",
                         help="word timing: auto, pocketsphinx, wav2vec2, whisper, same or none")
+    parser.add_argument("--initial-prompt", metavar="TEXT",
+                        help="text the speech follows: names, spelling, punctuation")
+    parser.add_argument("--hotwords", metavar="WORDS", help="words and names to favour")
+    parser.add_argument("--output-format", metavar="FORMATS",
+                        help="the transcript's files: all, or a comma list of json, txt, tsv, "
+                             "srt, vtt")
+    parser.add_argument("--max-line-width", type=int, metavar="N",
+                        help="characters per subtitle line (SUBTITLE_MAX_CHARS)")
+    parser.add_argument("--max-line-count", type=int, metavar="N",
+                        help="lines per subtitle, 1 or 2 (SUBTITLE_MAX_LINES)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any config key (see config/.env.pipeline); repeatable")
 
@@ -160,6 +209,16 @@ def _add_target_flags(parser: argparse.ArgumentParser, *, subtitles: bool) -> No
                             help="also draw this language's subtitles into the picture")
 
 
+def _add_files_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("media", nargs="+",
+                        help="audio or video files, or folders of them: a job each")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="files run at once, each process keeping its models loaded "
+                             "(default 1)")
+    parser.add_argument("--output-dir", metavar="DIR",
+                        help="also copy each job's outputs into this folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", default=argparse.SUPPRESS,
@@ -171,9 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = sub.add_parser("prepare", parents=[common], help="create a job from a media file")
-    prepare.add_argument("--media", required=True, help="audio or video file")
-    prepare.add_argument("--workflow", default="transcribe",
-                         choices=["transcribe", "translate", "subtitle"])
+    prepare.add_argument("media", nargs="?", help="audio or video file")
+    prepare.add_argument("--media", dest="media_flag", metavar="MEDIA",
+                         help="the same, as a flag")
+    chosen = prepare.add_mutually_exclusive_group()
+    chosen.add_argument("--workflow", default="transcribe",
+                        choices=["transcribe", "translate", "subtitle"])
+    for workflow in ("transcribe", "translate", "subtitle"):
+        chosen.add_argument(f"--{workflow}", dest="workflow", action="store_const",
+                            const=workflow, help=f"the same as --workflow {workflow}")
     _add_settings_flags(prepare)
     _add_target_flags(prepare, subtitles=True)
     prepare.set_defaults(func=cmd_prepare)
@@ -195,13 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     transcribe = sub.add_parser("transcribe", parents=[common], help="prepare and run in one go")
-    transcribe.add_argument("media", help="audio or video file")
+    _add_files_flags(transcribe)
     _add_settings_flags(transcribe)
     transcribe.set_defaults(func=cmd_transcribe, workflow="transcribe")
 
     translate = sub.add_parser("translate", parents=[common],
                                help="prepare and run in one go: transcript and its translations")
-    translate.add_argument("media", help="audio or video file")
+    _add_files_flags(translate)
     _add_settings_flags(translate)
     _add_target_flags(translate, subtitles=False)
     translate.set_defaults(func=cmd_transcribe, workflow="translate")
@@ -209,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     subtitle = sub.add_parser("subtitle", parents=[common],
                               help="prepare and run in one go: transcript, translations, "
                                    "subtitles, muxed video")
-    subtitle.add_argument("media", help="audio or video file")
+    _add_files_flags(subtitle)
     _add_settings_flags(subtitle)
     _add_target_flags(subtitle, subtitles=True)
     subtitle.set_defaults(func=cmd_transcribe, workflow="subtitle")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cpwhisperx import fsutil
+from cpwhisperx import fsutil, legacy
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.hallucinations import RULES as CLEAN_RULES
 from cpwhisperx.languages import LANGUAGES, WHISPER_LANGUAGES
@@ -21,6 +21,7 @@ COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int
 
 
 MAX_TARGETS = 8  # subtitle languages per job
+OUTPUT_FORMATS = ("json", "txt", "tsv", "srt", "vtt")  # writers.WRITERS and CUE_WRITERS
 
 
 class Settings(BaseModel):
@@ -35,14 +36,16 @@ class Settings(BaseModel):
     separation_model: str = "htdemucs"
     whisper_backend: Literal["auto", "faster-whisper", "mlx"] = "auto"
     whisper_model: str = "auto"
-    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    whisper_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     whisper_compute_type: Literal[COMPUTE_TYPES] = "auto"  # type: ignore[valid-type]
     beam_size: int = Field(0, ge=0, le=20)  # 0: asr_engines.beam_size
+    initial_prompt: str = ""  # text the speech follows: names, spelling, punctuation
+    hotwords: str = ""  # words to favour, with the glossary's terms
     batch_size: int = Field(0, ge=0, le=256)  # 0 = auto
     cpu_threads: int = Field(0, ge=0, le=1024)
     asr_timeout_s: float = Field(0.0, ge=0.0)
-    alignment_backend: Literal["auto", "whisper", "pocketsphinx", "wav2vec2", "same",
-                               "none"] = "auto"
+    alignment_backend: Literal["auto", "whisper", "pocketsphinx", "wav2vec2", "whisperx",
+                               "same", "none"] = "auto"
     alignment_model: str = ""
     align_timeout_s: float = Field(0.0, ge=0.0)
     vad_backend: Literal["silero", "none"] = "silero"
@@ -53,6 +56,7 @@ class Settings(BaseModel):
     clean_repeat_limit: int = Field(3, ge=1, le=100)
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
+    output_format: str = "all"  # the transcript's files: all, or a comma list of formats
     target_languages: str = ""
     translation_backend: Literal["auto", "whisper", "llm", "nllb", "indictrans2"] = "auto"
     # NLLB: a CTranslate2 folder; IndicTrans2: a checkpoint folder; or a Hugging Face repo id
@@ -69,12 +73,6 @@ class Settings(BaseModel):
     subtitle_max_lines: int = Field(2, ge=1, le=2)
     burn_in: str = ""  # one subtitle language drawn into the picture, as well as the soft tracks
 
-    @field_validator("whisper_backend", mode="before")
-    @classmethod
-    def _backend_alias(cls, value: object) -> object:
-        # The seeds called the faster-whisper path "whisperx".
-        return "faster-whisper" if value == "whisperx" else value
-
     @field_validator("source_language")
     @classmethod
     def _language(cls, value: str) -> str:
@@ -82,6 +80,22 @@ class Settings(BaseModel):
         if value != "auto" and value not in WHISPER_LANGUAGES:
             raise ValueError("expected auto or a Whisper language code (en, hi, ta, ...)")
         return value
+
+    @field_validator("output_format")
+    @classmethod
+    def _formats(cls, value: str) -> str:
+        chosen = [f.strip().lower() for f in value.split(",") if f.strip()]
+        if chosen == ["all"]:
+            return "all"
+        if not chosen or not set(chosen) <= set(OUTPUT_FORMATS):
+            raise ValueError(f"expected all or a comma list of {', '.join(OUTPUT_FORMATS)}")
+        return ",".join(f for f in OUTPUT_FORMATS if f in chosen)
+
+    @property
+    def formats(self) -> list[str]:
+        """The transcript's file formats, in ``OUTPUT_FORMATS``' order."""
+        return list(OUTPUT_FORMATS) if self.output_format == "all" else (
+            self.output_format.split(","))
 
     @field_validator("target_languages")
     @classmethod
@@ -200,8 +214,6 @@ def parse_env_file(path: Path) -> dict[str, str]:
         key = key.strip().removeprefix("export ").strip()
         if not sep or not key:
             raise ConfigError(f"{path}:{number}: expected KEY=value, got {raw.strip()!r}")
-        if key not in KEYS:
-            raise ConfigError(f"{path}:{number}: unknown key {key}; known keys: {', '.join(KEYS)}")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
@@ -227,9 +239,11 @@ def default_config_file() -> Path | None:
 
 
 def load_settings(*, job_file: Path | None = None, cli: Mapping[str, str] | None = None,
-                  config_file: Path | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
-    """Merge the layers (later wins) and validate once, naming where a bad value came from."""
+                  config_file: Path | None = None, environ: Mapping[str, str] | None = None,
+                  notes: list[str] | None = None) -> Settings:
+    """Merge the layers (later wins) and validate once, naming where a bad value came from.
+    Settings in another tool's spelling (``legacy``) are translated, and ``notes`` gets what
+    each became; a key in a file that is no setting is dropped with a note."""
     environ = os.environ if environ is None else environ
     layers: list[tuple[str, Mapping[str, str]]] = []
     if config_file is None and job_file is None:  # a job file already holds every key
@@ -244,6 +258,10 @@ def load_settings(*, job_file: Path | None = None, cli: Mapping[str, str] | None
     merged: dict[str, str] = {}
     origin: dict[str, str] = {}
     for source, values in layers:
+        values, told = legacy.translate(values, known=KEYS, source=source,
+                                        keep_unknown=source == "the command line")
+        if notes is not None:
+            notes.extend(told)
         for key, value in values.items():
             if key not in KEYS:
                 raise ConfigError(f"unknown key {key} in {source}; known keys: {', '.join(KEYS)}")

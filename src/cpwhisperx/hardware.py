@@ -5,8 +5,10 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import shutil
 import socket
-from dataclasses import asdict, dataclass, replace
+import subprocess
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from cpwhisperx import fsutil
@@ -27,6 +29,8 @@ class Hardware:
     ctranslate2: str | None
     mlx_whisper: str | None
     signature: str
+    cpu_name: str = ""
+    gpu_name: str = ""  # the first CUDA device's, or the Apple chip's
 
     def describe(self) -> str:
         gpu = f"{self.cuda_devices} CUDA device(s)" if self.cuda_devices else "no CUDA device"
@@ -43,6 +47,10 @@ class Resolved:
     cpu_threads: int
     batch_size: int  # windows of speech decoded together
     why: str
+    notes: tuple[str, ...] = ()  # settings that could not be had here, and what was used
+
+    def __post_init__(self) -> None:  # from a task's JSON, a list
+        object.__setattr__(self, "notes", tuple(self.notes))
 
 
 def package_version(dist: str) -> str | None:
@@ -84,13 +92,38 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_name() -> str:
+    if platform.system() == "Darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                  capture_output=True, text=True, timeout=5).stdout.strip()
+        return ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor()
+
+
+def _gpu_name(cuda_devices: int) -> str:
+    if not cuda_devices or not shutil.which("nvidia-smi"):
+        return ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=10).stdout
+        return names.splitlines()[0].strip() if names.strip() else ""
+    return ""
+
+
 def detect() -> Hardware:
     system, machine = platform.system(), platform.machine()
+    apple = system == "Darwin" and machine == "arm64"
+    cuda, cpu = _cuda_devices(), _cpu_name()
     return Hardware(system=system, machine=machine, cpu_cores=_cpu_cores(),
-                    memory_gb=round(_memory_gb(), 1), cuda_devices=_cuda_devices(),
-                    apple_silicon=system == "Darwin" and machine == "arm64",
+                    memory_gb=round(_memory_gb(), 1), cuda_devices=cuda, apple_silicon=apple,
                     ctranslate2=package_version("ctranslate2"),
-                    mlx_whisper=package_version("mlx-whisper"), signature=_signature())
+                    mlx_whisper=package_version("mlx-whisper"), signature=_signature(),
+                    cpu_name=cpu, gpu_name=cpu if apple else _gpu_name(cuda))
 
 
 def load(out_root: Path, *, refresh: bool = False) -> Hardware:
@@ -98,21 +131,46 @@ def load(out_root: Path, *, refresh: bool = False) -> Hardware:
     cache = out_root / CACHE_NAME
     if not refresh and cache.is_file():
         try:
-            hw = Hardware(**fsutil.read_json(cache))
+            data = fsutil.read_json(cache)
+            hw = Hardware(**{f.name: data[f.name] for f in fields(Hardware) if f.name in data})
         except (ValueError, TypeError):
             hw = None
         if hw is not None and hw.signature == _signature():
             return hw
     hw = detect()
+    # The keys the CP-WhisperX-App's cache had too, so that scripts reading it still work.
+    chosen = resolve(Settings(), hw)
     with contextlib.suppress(OSError):  # a read-only output root still gets a detection
-        fsutil.write_json(cache, asdict(hw))
+        fsutil.write_json(cache, {**asdict(hw), "whisper_backend": chosen.backend,
+                                  "device": chosen.device, "compute_type": chosen.compute_type,
+                                  "has_cuda": hw.cuda_devices > 0, "has_mps": hw.apple_silicon,
+                                  "has_mlx": hw.mlx_whisper is not None})
     return hw
 
 
 def resolve(settings: Settings, hw: Hardware) -> Resolved:
-    """Turn ``auto`` into a concrete backend, device and compute type, with the reason."""
+    """Turn ``auto`` into a concrete backend, device and compute type, with the reason; a
+    setting this machine cannot honour (the Apple GPU, MLX) becomes the nearest it can, with a
+    note."""
     reasons: list[str] = []
+    notes: list[str] = []
     backend = settings.whisper_backend
+    if settings.whisper_device == "mps":
+        if hw.apple_silicon and hw.mlx_whisper and backend in ("auto", "mlx"):
+            backend = "mlx"
+            settings = settings.model_copy(update={"whisper_device": "gpu"})
+            reasons.append("device gpu: WHISPER_DEVICE=mps, the Apple GPU through MLX")
+        else:
+            why = ("this machine has no Apple GPU" if not hw.apple_silicon else
+                   "mlx-whisper is not installed (pip install 'cpwhisperx[mlx]')"
+                   if not hw.mlx_whisper else
+                   f"WHISPER_BACKEND={backend} has no Apple GPU path (auto or mlx has)")
+            notes.append(f"WHISPER_DEVICE=mps: {why}; device auto instead")
+            settings = settings.model_copy(update={"whisper_device": "auto"})
+    if backend == "mlx" and not hw.mlx_whisper:
+        notes.append("WHISPER_BACKEND=mlx: mlx-whisper is not installed (pip install "
+                     "'cpwhisperx[mlx]'); faster-whisper instead")
+        backend = "faster-whisper"
     if backend == "auto":
         backend = "mlx" if hw.apple_silicon and hw.mlx_whisper else "faster-whisper"
         reasons.append(f"backend {backend}: " + (
@@ -123,7 +181,8 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     threads = settings.cpu_threads or hw.cpu_cores
     batch = settings.batch_size or _batch_size(backend, device, hw, reasons)
     return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
-                    batch_size=batch, why="; ".join(reasons) or "all set explicitly")
+                    batch_size=batch, why="; ".join(reasons) or "all set explicitly",
+                    notes=tuple(notes))
 
 
 def _batch_size(backend: str, device: str, hw: Hardware, reasons: list[str]) -> int:
@@ -160,9 +219,6 @@ def _ct2_device(settings: Settings, hw: Hardware, reasons: list[str]) -> tuple[s
 
 
 def _mlx_device(settings: Settings, hw: Hardware, reasons: list[str]) -> tuple[str, str]:
-    if not hw.mlx_whisper:
-        raise ConfigError("WHISPER_BACKEND=mlx but mlx-whisper is not installed: "
-                          "pip install 'cpwhisperx[mlx]', or set WHISPER_BACKEND=auto")
     if settings.whisper_device == "cuda":
         raise ConfigError("WHISPER_DEVICE=cuda does not go with WHISPER_BACKEND=mlx (Apple GPU "
                           "or CPU): set WHISPER_DEVICE=auto or cpu, or WHISPER_BACKEND=auto")

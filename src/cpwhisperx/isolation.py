@@ -3,16 +3,18 @@ crash, an OOM kill or a hang costs a retry, not the job.
 
 The worker writes its result atomically before it tears the model down; the parent enforces a
 timeout, tells death by signal apart, keeps a result written before a crash, and otherwise
-tries the next configuration of the fallback chain.
+tries the next configuration of the fallback chain. Under ``reuse()`` (many files in a row) a
+worker that finished a task cleanly stays up for the next task of its kind, its model loaded.
 """
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,94 @@ def _death(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+class _Worker:
+    """A worker process: tasks go in on its stdin (a task file per line), and it answers on
+    stdout (``progress 0.5``, ``error <message>``, ``exit <code>`` when a task is done)."""
+
+    def __init__(self, log_file: Path) -> None:
+        with log_file.open("a", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cpwhisperx.worker", str(log_file)],
+                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.PIPE, text=True,
+                start_new_session=True)
+        self.events: queue.Queue[int | None] = queue.Queue()  # exit codes; None: EOF
+        self.on_progress: Callable[[float], None] = lambda _fraction: None
+        self.errors: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # read to EOF, so the worker never blocks on a full pipe
+            kind, _, value = line.rstrip("\n").partition(" ")
+            with contextlib.suppress(ValueError):
+                if kind == "progress":
+                    self.on_progress(float(value))
+                elif kind == "error":
+                    self.errors.append(value)
+                elif kind == "exit":
+                    self.events.put(int(value))
+        self.events.put(None)
+
+    def run(self, task_file: Path, *, timeout: float,
+            on_progress: Callable[[float], None]) -> tuple[int, str]:
+        """The task's exit code and, where the worker died on it, how."""
+        self.on_progress, self.errors = on_progress, []
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(f"{task_file}\n")
+            self.proc.stdin.flush()
+            code = self.events.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            return -signal.SIGKILL, f"timed out after {timeout:.0f} s"
+        except BrokenPipeError:  # it died while idle
+            code = None
+        except BaseException:  # Ctrl-C: never leave a worker behind
+            self.kill()
+            raise
+        if code is None:
+            returncode = self.proc.wait()
+            return returncode, _death(returncode)
+        return code, _death(code)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reader.join(timeout=5)
+
+    def close(self) -> None:
+        """Let it go: stdin's EOF ends it."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.reader.join(timeout=5)
+
+
+_idle: dict[str, _Worker] | None = None  # under reuse(): per task kind, a worker kept up
+
+
+@contextlib.contextmanager
+def reuse() -> Iterator[None]:
+    """While it lasts, a worker that finished a task cleanly serves the next one of its kind,
+    with the model it loaded: for many files in one command."""
+    global _idle
+    if _idle is not None:
+        yield
+        return
+    _idle = {}
+    try:
+        yield
+    finally:
+        workers, _idle = _idle, None
+        for worker in workers.values():
+            worker.close()
+
+
 def run_task(task: dict[str, Any], *, result: Path, timeout: float, log_file: Path,
              on_progress: Callable[[float], None]) -> Outcome:
     """Run one task; ``ok`` when ``result`` was written, even if the worker died afterwards.
@@ -47,39 +137,20 @@ def run_task(task: dict[str, Any], *, result: Path, timeout: float, log_file: Pa
     fresh = result.with_name(f".{result.name}.new")
     fresh.unlink(missing_ok=True)
     task_file = result.with_name(f".{result.name}.task.json")
-    fsutil.write_json(task_file, {**task, "result": str(fresh)})
-    errors: list[str] = []
-    with log_file.open("a", encoding="utf-8") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cpwhisperx.worker", str(task_file)],
-                                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.PIPE,
-                                text=True, start_new_session=True)
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:  # read to EOF, so the worker never blocks on a full pipe
-                kind, _, value = line.rstrip("\n").partition(" ")
-                if kind == "progress":
-                    with contextlib.suppress(ValueError):
-                        on_progress(float(value))
-                elif kind == "error":
-                    errors.append(value)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        with proc:
-            try:
-                returncode = proc.wait(timeout=timeout)
-                why = _death(returncode)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                returncode, why = proc.wait(), f"timed out after {timeout:.0f} s"
-            except BaseException:  # Ctrl-C: never leave a worker behind
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise
-            finally:
-                reader.join(timeout=5)
-                task_file.unlink(missing_ok=True)
+    fsutil.write_json(task_file, {**task, "result": str(fresh), "log": str(log_file)})
+    kind = task["kind"]
+    worker = (_idle or {}).pop(kind, None) or _Worker(log_file)
+    try:
+        returncode, why = worker.run(task_file, timeout=timeout, on_progress=on_progress)
+    finally:
+        task_file.unlink(missing_ok=True)
+    if returncode == 0 and _idle is not None and worker.proc.poll() is None:
+        _idle[kind] = worker
+    elif returncode >= 0:
+        worker.close()  # a clean failure: the next task gets a fresh process
+    else:
+        worker.kill()
+    errors = worker.errors
     if returncode == ERROR_EXIT and errors:
         raise CpwError(errors[-1])
     if returncode == RETRY_EXIT and errors:

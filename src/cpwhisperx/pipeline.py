@@ -172,10 +172,13 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
             ) -> list[Row]:
     """Run or resume every stage of the job's workflow; raise CpwError on a failed stage."""
     info = job.info()
-    settings = config.load_settings(job_file=job.env_file, cli=overrides)
+    notes: list[str] = []
+    settings = config.load_settings(job_file=job.env_file, cli=overrides, notes=notes)
     hw = hardware.load(out_root)
     resolved = hardware.resolve(settings, hw)
     reporter.info(f"job {job.id}: {info['media']}")
+    for note in [*notes, *resolved.notes]:
+        reporter.info(f"warning: {note}")
     reporter.info(f"hardware: {hw.describe()}")
     reporter.info(f"engine: {resolved.backend} on {resolved.device}, {resolved.compute_type}, "
                   f"{resolved.cpu_threads} threads ({resolved.why})")

@@ -1,6 +1,7 @@
 """Progress: a bar per stage on a terminal, plain lines otherwise, and the final table."""
 
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,3 +63,24 @@ class Reporter:
             table.caption = (f"media {duration:.1f} s; stages ran {ran:.1f} s; "
                              f"RTF = stage seconds / media seconds")
         self.out.print(table)
+
+
+class LogReporter(Reporter):
+    """For the Python API: messages go to the ``cpwhisperx`` logger, no bars, no table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = logging.getLogger("cpwhisperx")
+
+    def info(self, message: str) -> None:
+        if message.startswith("warning"):
+            self.log.warning(message.removeprefix("warning").lstrip(": "))
+        else:
+            self.log.info(message)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[Callable[[float], None]]:
+        yield lambda _fraction: None
+
+    def table(self, rows: list[Row], *, duration: float | None) -> None:
+        pass

@@ -248,28 +248,38 @@ class Cache:
             db.executemany("INSERT OR REPLACE INTO translation VALUES (?, ?)", items.items())
 
 
-def load_glossary(path: Path, *, target: str) -> dict[str, str]:
-    """``term = translation`` lines for every target, ``hi: term = translation`` for one;
-    ``#`` starts a comment."""
+def _glossary_lines(path: Path) -> list[tuple[str | None, str, str]]:
+    """``(language or None, term, translation)`` of each line of a glossary file."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read TRANSLATION_GLOSSARY {path}: {exc}") from None
-    glossary: dict[str, str] = {}
+    entries: list[tuple[str | None, str, str]] = []
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         term, sep, said = line.partition("=")
         language, colon, rest = term.partition(":")
-        if colon and regex.fullmatch(r"[a-z]{2,3}", language.strip()):
-            if language.strip() != target:
-                continue
+        own = colon and regex.fullmatch(r"[a-z]{2,3}", language.strip())
+        if own:
             term = rest
         if not sep or not term.strip() or not said.strip():
             raise ConfigError(f"{path}:{number}: expected 'term = translation', got {raw!r}")
-        glossary[term.strip()] = said.strip()
-    return glossary
+        entries.append((language.strip() if own else None, term.strip(), said.strip()))
+    return entries
+
+
+def load_glossary(path: Path, *, target: str) -> dict[str, str]:
+    """``term = translation`` lines for every target, ``hi: term = translation`` for one;
+    ``#`` starts a comment."""
+    return {term: said for language, term, said in _glossary_lines(path)
+            if language in (None, target)}
+
+
+def glossary_terms(path: Path) -> list[str]:
+    """The glossary's terms, as they are spoken: what speech recognition should spell so."""
+    return list(dict.fromkeys(term for _, term, _ in _glossary_lines(path)))
 
 
 def context(units: Sequence[Sentence], lo: int, hi: int, *, chars: int) -> str:

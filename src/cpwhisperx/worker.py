@@ -1,11 +1,14 @@
-"""``python -m cpwhisperx.worker TASK.json``: one model task in its own process.
+"""``python -m cpwhisperx.worker LOG``: model tasks in their own process.
 
-Speaks to the parent on stdout (``progress 0.5``, ``error <message>``); logs go to stderr,
-which the parent points at the stage's log file.
+Reads a task file's path per line on stdin and answers on stdout (``progress 0.5``,
+``error <message>``, ``exit <code>`` when the task is done); its stderr, where the logs of ours
+and of the native libraries go, is each task's log file (``LOG`` until the first task). The
+engines it loads stay loaded for the next task (``isolation.reuse``); stdin's EOF ends it.
 """
 
 import logging
 import os
+import queue
 import sys
 import threading
 from pathlib import Path
@@ -19,24 +22,32 @@ def _progress(fraction: float) -> None:
     print(f"progress {fraction:.4f}", flush=True)
 
 
-def _die_with_parent() -> None:
-    """The parent holds our stdin open; EOF means it died (even by kill -9): stop too, rather
-    than keep a model busy for a job nobody is running."""
-    while os.read(0, 4096):  # unbuffered: a daemon thread must not hold stdin's lock at exit
-        pass
-    os._exit(1)
+def _read_tasks(tasks: "queue.Queue[str]") -> None:
+    """The parent holds our stdin open; EOF means it is done with us, or died (even by kill
+    -9): stop at once, rather than keep a model busy for a job nobody is running."""
+    with os.fdopen(0, "rb", buffering=0) as stdin:  # unbuffered: lines as they come
+        pending = b""
+        while chunk := stdin.read(4096):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                tasks.put(line.decode())
+    os._exit(0)
 
 
-def main(argv: list[str]) -> int:
+def _log_to(path: str) -> None:
+    """Point stderr (fd 2, so native libraries' messages too) at the task's log file."""
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def run(task: dict) -> int:
     from cpwhisperx.stages import align, asr, separate, translate
-
-    threading.Thread(target=_die_with_parent, daemon=True).start()
 
     runners = {"separate": separate.work, "asr": asr.work, "align": align.work,
                "translate": translate.work}
-    task = fsutil.read_json(Path(argv[0]))
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     fault = faults.active(task["kind"], task["attempt"])
     try:
         if fault in ("segv", "oom", "hang"):
@@ -52,6 +63,18 @@ def main(argv: list[str]) -> int:
         print(f"error {fsutil.os_error(exc)}", flush=True)
         return ERROR_EXIT
     return 0
+
+
+def main(argv: list[str]) -> int:
+    tasks: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_tasks, args=(tasks,), daemon=True).start()
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="%(asctime)s %(levelname)s worker[%(process)d] %(name)s: %(message)s")
+    while True:
+        task = fsutil.read_json(Path(tasks.get()))
+        _log_to(task["log"])
+        print(f"exit {run(task)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ keeps Whisper's own word times; if there are none, words are spread evenly over 
 and the transcript is flagged (``meta.word_times = "interpolated"``).
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from cpwhisperx.transcript import Transcript, Word, tidy
 
 NAME = "align"
 INPUTS = ("demux", "separate", "asr")
+AUTO = ("auto", "whisperx")  # settings under which an aligner that cannot start falls back
 
 
 def transcript_path(job: Job) -> Path:
@@ -36,6 +38,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     return {"aligner": _chosen(ctx, language), "model": ctx.settings.alignment_model}
 
 
+@functools.lru_cache(maxsize=1)  # a worker kept up for many files loads it once
 def _aligner(name: str, *, language: str, model: str) -> Any:
     if name == "pocketsphinx":
         from cpwhisperx.engines.align.pocketsphinx import PocketsphinxAligner
@@ -99,7 +102,7 @@ def run(ctx: StageContext) -> StageResult:
             "model": ctx.settings.alignment_model,
             "transcript": str(asr.transcript_path(ctx.job))}
     try:
-        if name == "wav2vec2" and ctx.settings.alignment_backend == "auto":
+        if name == "wav2vec2" and ctx.settings.alignment_backend in AUTO:
             from cpwhisperx.engines.align import wav2vec2
 
             wav2vec2.check_obtainable(language=transcript.language,
@@ -109,7 +112,7 @@ def run(ctx: StageContext) -> StageResult:
             timeout=ctx.settings.align_timeout_s or 60 + duration,
             log_file=ctx.job.log_file(NAME), on_progress=ctx.progress)
     except CpwError as exc:  # e.g. its model is not downloaded: asked for, so say it
-        if ctx.settings.alignment_backend != "auto":
+        if ctx.settings.alignment_backend not in AUTO:
             raise
         used, warnings = None, [f"fallback: {name}: {exc.message}"]
     if used is None:

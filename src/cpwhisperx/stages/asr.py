@@ -9,6 +9,7 @@ film loses at most one step of each lane, for the retry and for the next ``run``
 Indic languages come out in their own script (``HINDI_SCRIPT``, see ``_in_native_script``).
 """
 
+import functools
 import logging
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cpwhisperx import fsutil, hardware, isolation, media, models, scripts
+from cpwhisperx.config import Settings
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
@@ -43,15 +45,34 @@ def model_name(ctx: StageContext) -> str:
     return models.default_model(ctx.settings.source_language) if name == "auto" else name
 
 
+def prompt(settings: Settings) -> asr_engines.Prompt:
+    """``INITIAL_PROMPT``, and ``HOTWORDS`` with the glossary's terms: names spelled as there."""
+    words = settings.hotwords.strip()
+    if settings.translation_glossary:
+        from cpwhisperx import translation
+
+        terms = translation.glossary_terms(Path(settings.translation_glossary))
+        words = ", ".join(filter(None, (words, *terms)))
+    return asr_engines.Prompt(text=settings.initial_prompt.strip(), hotwords=words)
+
+
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     s, r = ctx.settings, ctx.resolved
     return {"model": model_name(ctx), "language": s.source_language, "backend": r.backend,
             "device": r.device, "compute_type": r.compute_type,
             "beam_size": asr_engines.beam_size(s.beam_size, s.source_language),
+            "prompt": asdict(prompt(s)),
             "batch_size": r.batch_size, "lane_s": asr_engines.LANE_S,
             "words": s.alignment_backend != "none",
             # English is never redone for a change of HINDI_SCRIPT.
             "script": None if s.source_language == "en" else s.hindi_script}
+
+
+@functools.lru_cache(maxsize=1)  # a worker kept up for many files (isolation.reuse) loads once
+def _engine(resolved: hardware.Resolved, *, model: models.ModelRef,
+            beam_size: int, prompt: asr_engines.Prompt) -> asr_engines.AsrEngine:
+    log.info("loading %s from %s", model.name, model.path)
+    return asr_engines.create(resolved, model=model, beam_size=beam_size, prompt=prompt)
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
@@ -61,7 +82,8 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     resolved = hardware.Resolved(**task["resolved"])
     ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
                           source=task["model_source"])
-    engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"])
+    engine = _engine(resolved, model=ref, beam_size=task["beam_size"],
+                     prompt=asr_engines.Prompt(**task["prompt"]))
     asr_engines.check_language(task["language"], multilingual=engine.multilingual)
     size = resolved.batch_size
     windows = asr_engines.lanes([tuple(r) for r in task["regions"]], batch_size=size)
@@ -181,6 +203,7 @@ def run(ctx: StageContext) -> StageResult:
             "model_source": ref.source, "language": language,
             "beam_size": asr_engines.beam_size(ctx.settings.beam_size, language or "auto"),
             "word_timestamps": ctx.settings.alignment_backend != "none",
+            "prompt": asdict(prompt(ctx.settings)),
             "native_script": ctx.settings.hindi_script == "devanagari",
             "journal": str(journal_path(ctx.job)), "journal_key": ctx.fingerprint}
     chain = [ctx.resolved]

@@ -14,23 +14,26 @@ INPUTS = ("demux", "clean")
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"formats": sorted([*writers.WRITERS, *writers.CUE_WRITERS]), "stem": ctx.stem,
+    return {"formats": ctx.settings.formats, "stem": ctx.stem,
             **subtitles_stage.style_config(ctx)}
 
 
 def run(ctx: StageContext) -> StageResult:
     transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
-    outputs = []
-    for ext, write in writers.WRITERS.items():
-        path = ctx.job.outputs / f"{ctx.stem}.{ext}"
-        fsutil.write_text(path, write(transcript))
-        outputs.append(path)
-    events, _ = subtitles_stage.timed_events(ctx, transcript)
-    cues = [(e.start, e.end, e.text) for e in events]
-    for ext, write_cues in writers.CUE_WRITERS.items():
-        path = ctx.job.outputs / f"{ctx.stem}.{ext}"
-        fsutil.write_text(path, write_cues(cues))
-        outputs.append(path)
+    formats = ctx.settings.formats
+    for ext in (set(writers.WRITERS) | set(writers.CUE_WRITERS)) - set(formats):
+        # One a run before wrote and this one does not: gone, not left stale.
+        (ctx.job.outputs / f"{ctx.stem}.{ext}").unlink(missing_ok=True)
+    texts = {ext: write(transcript) for ext, write in writers.WRITERS.items() if ext in formats}
+    cues = []
+    if set(formats) & set(writers.CUE_WRITERS):
+        events, _ = subtitles_stage.timed_events(ctx, transcript)
+        cues = [(e.start, e.end, e.text) for e in events]
+        texts |= {ext: write_cues(cues) for ext, write_cues in writers.CUE_WRITERS.items()
+                  if ext in formats}
+    outputs = [ctx.job.outputs / f"{ctx.stem}.{ext}" for ext in formats]
+    for path in outputs:
+        fsutil.write_text(path, texts[path.suffix[1:]])
     ctx.progress(1.0)
     return StageResult(outputs=outputs, backend="writers",
                        meta={"segments": len(transcript.segments), "cues": len(cues)})

@@ -23,12 +23,15 @@ def available(name: str) -> bool:
 def choose(setting: str, language: str, *, model: str = "") -> str:
     """``auto``: the best available aligner for the language. For English, pocketsphinx
     (median word-boundary error 8/28 ms in bench/alignment.py, against Whisper's 61/166 ms);
-    wav2vec2 where the torch extra is installed and a model for the language is known."""
+    wav2vec2 where the torch extra is installed and a model for the language is known.
+    ``whisperx``: the same, wav2vec2 first, as WhisperX aligns."""
     if setting == "same":
         return "whisper"
-    if setting != "auto":
+    if setting not in ("auto", "whisperx"):
         return setting
-    order = ("pocketsphinx", "wav2vec2") if language == "en" else ("wav2vec2",)
+    # whisperx: WhisperX's aligner first, as WhisperX does.
+    order = (("wav2vec2", "pocketsphinx") if setting == "whisperx" else
+             ("pocketsphinx", "wav2vec2") if language == "en" else ("wav2vec2",))
     for name in order:
         if available(name) and (name != "wav2vec2" or model or _has_ctc_model(language)):
             return name

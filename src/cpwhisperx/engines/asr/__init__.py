@@ -23,6 +23,19 @@ MIN_LANE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
+class Prompt:
+    """What every stretch of speech is taken to follow (``INITIAL_PROMPT``: names, their
+    spelling, the style of punctuation) and the words to favour (``HOTWORDS``, with the
+    glossary's terms), as faster-whisper's ``initial_prompt`` and ``hotwords``."""
+
+    text: str = ""
+    hotwords: str = ""
+
+
+NO_PROMPT = Prompt()
+
+
+@dataclass(frozen=True, slots=True)
 class Steps:
     """The decoding steps an earlier run of the same windows finished, and where to record each
     new one: per window, its new segments and how it goes on (``next``: ``decode`` from mel
@@ -52,18 +65,20 @@ class AsrEngine(Protocol):
         ...
 
 
-def create(resolved: Resolved, *, model: ModelRef, beam_size: int) -> AsrEngine:
+def create(resolved: Resolved, *, model: ModelRef, beam_size: int,
+           prompt: Prompt = NO_PROMPT) -> AsrEngine:
     if resolved.backend == "faster-whisper":
         from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 
         return FasterWhisperEngine(model=model, device=resolved.device,
                                    compute_type=resolved.compute_type,
-                                   cpu_threads=resolved.cpu_threads, beam_size=beam_size)
+                                   cpu_threads=resolved.cpu_threads, beam_size=beam_size,
+                                   prompt=prompt)
     if resolved.backend == "mlx":
         from cpwhisperx.engines.asr.mlx_whisper import MlxWhisperEngine
 
         return MlxWhisperEngine(model=model, device=resolved.device,
-                                compute_type=resolved.compute_type)
+                                compute_type=resolved.compute_type, prompt=prompt)
     raise ValueError(f"unknown ASR backend {resolved.backend!r}")
 
 

@@ -88,7 +88,11 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     frames = [f.shape[-1] for f in features]
     found: list[list[Segment]] = [[] for _ in audios]
     leftovers: dict[int, int] = {}  # window → mel frame: what is left, to pack with others'
-    pieces = [_Piece(i, 0) for i in range(len(audios)) if frames[i] > 0]
+    # Each window starts as a file does for the sequential decoder: after the initial prompt.
+    text = engine.prompt.text.strip()
+    first = tuple(tokenizer.encode(f" {text}"))[-prompt_size:] if text else ()
+    hotwords = engine.prompt.hotwords.strip() or None
+    pieces = [_Piece(i, 0, first) for i in range(len(audios)) if frames[i] > 0]
     reached = [0 if n else 1 for n in frames]  # mel frames decoded, for progress
     pack = pack and len(audios) > 1  # alone, what is left of a window is its next step
     if steps and steps.done:
@@ -102,8 +106,8 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
         # CTranslate2 wants the prompts of a batch equally long: the same number of the last
         # tokens of each window's text so far (none in the first round).
         context = min(len(p.previous) for p in pieces)
-        prompts = [model.get_prompt(tokenizer, list(p.previous[-context:]) if context else [])
-                   for p in pieces]
+        prompts = [model.get_prompt(tokenizer, list(p.previous[-context:]) if context else [],
+                                    hotwords=hotwords) for p in pieces]
         results = model.model.generate(
             encoded, prompts, beam_size=options.beam_size, patience=options.patience,
             length_penalty=options.length_penalty, max_length=model.max_length,
@@ -128,7 +132,8 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                 # once.)
                 result, avg_logprob, temperature, _ = model.generate_with_fallback(
                     model.encode(batch[j:j + 1]),
-                    model.get_prompt(tokenizer, list(piece.previous)), tokenizer, options)
+                    model.get_prompt(tokenizer, list(piece.previous), hotwords=hotwords),
+                    tokenizer, options)
                 tokens = result.sequences_ids[0]
             if _silent(result, avg_logprob, options):
                 kept.append([])  # silence, skipped as the sequential decoder skips it

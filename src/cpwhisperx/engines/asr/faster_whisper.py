@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cpwhisperx import errors
-from cpwhisperx.engines.asr import Steps, to_words
+from cpwhisperx.engines.asr import NO_PROMPT, Prompt, Steps, to_words
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
 from cpwhisperx.transcript import Segment
@@ -19,7 +19,7 @@ from cpwhisperx.transcript import Segment
 
 class FasterWhisperEngine:
     def __init__(self, *, model: ModelRef, device: str, compute_type: str, cpu_threads: int,
-                 beam_size: int) -> None:
+                 beam_size: int, prompt: Prompt = NO_PROMPT) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
 
@@ -28,6 +28,7 @@ class FasterWhisperEngine:
 
         self.name = f"faster-whisper {model.name} {device}/{compute_type}"
         self.beam_size = beam_size
+        self.prompt = prompt
         try:
             self.model = WhisperModel(str(model.path), device=device, compute_type=compute_type,
                                       cpu_threads=cpu_threads, local_files_only=True)

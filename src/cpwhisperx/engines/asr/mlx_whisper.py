@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cpwhisperx import errors, fsutil
-from cpwhisperx.engines.asr import Steps, one_by_one, to_words
+from cpwhisperx.engines.asr import NO_PROMPT, Prompt, Steps, one_by_one, to_words
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
@@ -17,7 +17,8 @@ from cpwhisperx.transcript import Segment
 
 
 class MlxWhisperEngine:
-    def __init__(self, *, model: ModelRef, device: str, compute_type: str) -> None:
+    def __init__(self, *, model: ModelRef, device: str, compute_type: str,
+                 prompt: Prompt = NO_PROMPT) -> None:
         try:
             import mlx.core as mx
             from mlx_whisper.load_models import load_model
@@ -26,6 +27,8 @@ class MlxWhisperEngine:
             raise EngineUnavailable(f"mlx-whisper cannot be imported ({exc}): "
                                     "pip install 'cpwhisperx[mlx]'") from None
         self.name = f"mlx-whisper {model.name} {device}/{compute_type}"
+        # mlx-whisper has no hotwords: they go before the prompt, as faster-whisper puts them.
+        self.initial_prompt = " ".join(filter(None, (prompt.hotwords, prompt.text))) or None
         self.path = str(model.path)
         self.fp16 = compute_type == "float16"
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
@@ -54,7 +57,8 @@ class MlxWhisperEngine:
     def decode(self, audios: Sequence[np.ndarray], *, language: str, word_timestamps: bool,
                on_progress: Callable[[float], None] | None = None,
                steps: Steps | None = None) -> list[list[Segment]]:
-        return one_by_one(functools.partial(self._run, task="transcribe"), audios,
+        return one_by_one(functools.partial(self._run, task="transcribe",
+                                            initial_prompt=self.initial_prompt), audios,
                           language=language, word_timestamps=word_timestamps,
                           on_progress=on_progress)
 
@@ -64,13 +68,15 @@ class MlxWhisperEngine:
                          no_speech_threshold=None)
 
     def _run(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
-             task: str, no_speech_threshold: float | None = 0.6) -> list[Segment]:
+             task: str, no_speech_threshold: float | None = 0.6,
+             initial_prompt: str | None = None) -> list[Segment]:
         import mlx_whisper
 
         result = mlx_whisper.transcribe(audio, path_or_hf_repo=self.path, language=language,
                                         task=task, fp16=self.fp16,
                                         word_timestamps=word_timestamps, verbose=None,
-                                        no_speech_threshold=no_speech_threshold)
+                                        no_speech_threshold=no_speech_threshold,
+                                        initial_prompt=initial_prompt)
         return [_segment(seg, language) for seg in result["segments"] if seg["text"].strip()]
 
 
