@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test test-fast lint bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -28,6 +28,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 # The torch, mlx, llm and indic extras' engines are tested too. TORCH names the build to install
 # first; on our machines torch==2.13.0 resolves to a local CPU wheel (elsewhere, point pip at a
@@ -45,7 +46,11 @@ $(VENV)/.extras: $(VENV)/.installed
 	touch $@
 
 test: lint $(VENV)/.extras
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
+
+# Under a minute, no Whisper model: the runner with fake stages, settings, text and timing rules.
+test-fast: install
+	$(BIN)/pytest -q -m fast
 
 bench: install
 	$(BIN)/python bench/accuracy.py

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ def seg(start: float, end: float, text: str, *, logprob: float = -0.2, no_speech
     return Segment(start, end, text, words, avg_logprob=logprob, no_speech_prob=no_speech)
 
 
+@pytest.mark.fast
 def test_exactly_the_injected_hallucinations_are_removed() -> None:
     real = [
         seg(0.0, 3.0, "The weather today is sunny and warm."),
@@ -59,6 +61,7 @@ def test_exactly_the_injected_hallucinations_are_removed() -> None:
     assert (collapsed.start, collapsed.end) == (collapsed.words[0].start, collapsed.words[-1].end)
 
 
+@pytest.mark.fast
 def test_rules_can_be_switched_off() -> None:
     segments = (seg(0.0, 2.0, "Thanks for watching!", logprob=-0.9, no_speech=0.45),
                 seg(42.0, 45.0, "Okay, let's go."))
@@ -71,6 +74,7 @@ def test_rules_can_be_switched_off() -> None:
     assert kept == transcript and removed == []
 
 
+@pytest.mark.fast
 def test_hindi_phantom_phrase_and_english_one_on_hindi_audio() -> None:
     weak = {"logprob": -1.1, "no_speech": 0.5}
     segments = (seg(0.0, 3.0, "आज मौसम साफ़ रहेगा।"), seg(4.0, 6.0, "देखने के लिए धन्यवाद।", **weak),
@@ -90,6 +94,7 @@ def _has_loop(keys: list[str], limit: int) -> bool:
     return False
 
 
+@pytest.mark.fast
 @given(st.lists(st.sampled_from(["a", "b", "c", "A.", "b,"]), max_size=40),
        st.integers(min_value=1, max_value=4))
 def test_collapse_loops_leaves_no_loop_and_keeps_order(tokens: list[str], limit: int) -> None:

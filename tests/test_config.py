@@ -10,6 +10,8 @@ from cpwhisperx import config
 from cpwhisperx.config import KEYS, Settings, load_settings, parse_env_file
 from cpwhisperx.errors import ConfigError
 
+pytestmark = pytest.mark.fast
+
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTED = REPO / "config" / ".env.pipeline"
 

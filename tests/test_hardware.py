@@ -8,6 +8,8 @@ from cpwhisperx import hardware
 from cpwhisperx.config import Settings
 from cpwhisperx.errors import ConfigError
 
+pytestmark = pytest.mark.fast
+
 LINUX = hardware.Hardware(system="Linux", machine="x86_64", cpu_cores=2, memory_gb=24.0,
                           cuda_devices=0, apple_silicon=False, ctranslate2="4.6.0",
                           mlx_whisper=None, signature="test")

@@ -6,6 +6,7 @@ import json
 import unicodedata
 from pathlib import Path
 
+import pytest
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ URDU_WORDS = st.builds(lambda a, syllables, end: a + "".join(syllables) + end,
                        st.sampled_from(["", "ے", "ں", "یں"]))
 
 
+@pytest.mark.fast
 def test_share_counts_letters_per_script() -> None:
     assert scripts.share("नमस्ते, दुनिया!", "Devanagari") == 1.0
     assert scripts.share("नमस्ते hello", "Devanagari") == 6 / 11
@@ -30,6 +32,7 @@ def test_share_counts_letters_per_script() -> None:
     assert scripts.mostly_latin("Man, today food is ready") and not scripts.mostly_latin("आज")
 
 
+@pytest.mark.fast
 def test_urdu_becomes_devanagari_with_long_vowels_and_danda() -> None:
     assert scripts.to_native("کی دو نہیں", "hi") == "की दो नहीं"
     assert scripts.to_native("آج ہم دال بنائیں گے۔", "hi").endswith("।")
@@ -40,6 +43,7 @@ def test_urdu_becomes_devanagari_with_long_vowels_and_danda() -> None:
     assert scripts.to_native("ھم رھَا", "hi") == "हम रहा"
 
 
+@pytest.mark.fast
 def test_other_scripts_are_converted_and_latin_and_native_are_kept() -> None:
     assert scripts.to_native("নমস্কার", "hi") == "नमस्कार"
     assert scripts.to_native("नमस्ते", "bn") == "নমস্তে"
@@ -49,6 +53,7 @@ def test_other_scripts_are_converted_and_latin_and_native_are_kept() -> None:
     assert scripts.to_native("\u0958", "hi") == unicodedata.normalize("NFC", "\u0958")
 
 
+@pytest.mark.fast
 def test_stray_letters_of_other_scripts_never_stay() -> None:
     # What decoding on an Intel CPU gave for hi_kitchen: a Cyrillic Р inside a word, Arabic
     # letters, a romanized Hindi word with an accent.
@@ -91,6 +96,7 @@ TOKENS = st.one_of(st.sampled_from(["नमस्ते", "खाना", "ह�
                    URDU_WORDS)
 
 
+@pytest.mark.fast
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.lists(TOKENS, min_size=1, max_size=3).map("".join), min_size=1,
                 max_size=8))
@@ -100,12 +106,14 @@ def test_any_mix_of_scripts_comes_out_in_devanagari_or_english_words(words: list
     _devanagari_or_english(out)
 
 
+@pytest.mark.fast
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.characters(categories=["L", "M", "N", "P", "Zs"]), max_size=30))
 def test_any_text_comes_out_in_devanagari_or_english_words(text: str) -> None:
     _devanagari_or_english(scripts.to_native(text, "hi"))
 
 
+@pytest.mark.fast
 @settings(max_examples=80, deadline=None)
 @given(st.lists(URDU_WORDS, min_size=1, max_size=6))
 def test_any_urdu_words_come_out_as_as_many_devanagari_words(words: list[str]) -> None:

@@ -11,6 +11,8 @@ from cpwhisperx import jobs
 from cpwhisperx.config import Settings
 from cpwhisperx.errors import ConfigError, CpwError
 
+pytestmark = pytest.mark.fast
+
 
 def _prepare_at_once(out: str, barrier, queue) -> None:
     barrier.wait()  # every process calls create() at the same instant

@@ -103,7 +103,7 @@ def test_disk_full_while_a_failure_is_recorded(tmp_path: Path, monkeypatch: pyte
             _fill(out)
             fsutil.write_text(output, "x" * 100)
 
-        monkeypatch.setitem(pipeline.STAGES, "demux", SimpleNamespace(
+        monkeypatch.setitem(sys.modules, "cpwhisperx.stages.demux", SimpleNamespace(
             NAME="demux", INPUTS=(), fingerprint_config=lambda ctx: {}, run=run))
         monkeypatch.setattr(logging, "raiseExceptions", False)  # the stage's log is full too
         with pytest.raises(CpwError) as failed:

@@ -32,6 +32,7 @@ def transcripts(draw) -> list[Segment]:
     return segments
 
 
+@pytest.mark.fast
 @settings(max_examples=60, deadline=None)
 @given(transcripts(), st.sampled_from(["en", "hi"]))
 def test_events_keep_every_word_in_place_and_fit_the_lines(segments, language) -> None:
@@ -54,12 +55,14 @@ def test_events_keep_every_word_in_place_and_fit_the_lines(segments, language) -
                 event.end <= max(w.end for w in words if w.start < following.start) + 0.001
 
 
+@pytest.mark.fast
 def test_graphemes_count_devanagari_as_read() -> None:
     assert subtitles.graphemes("नमस्ते") == 3  # न म स्ते
     assert subtitles.graphemes("क्षत्रिय") == 3  # क्ष त्रि य
     assert subtitles.graphemes("café") == 4
 
 
+@pytest.mark.fast
 def test_styles_follow_each_language_preset_unless_set() -> None:
     from cpwhisperx import config
 
@@ -76,6 +79,7 @@ def test_styles_follow_each_language_preset_unless_set() -> None:
         config.load_settings(job_file=None, cli={"SUBTITLE_MAX_CHARS": "5"})
 
 
+@pytest.mark.fast
 def test_subtitle_limits_are_set_per_language() -> None:
     from cpwhisperx import config
 
@@ -98,6 +102,7 @@ def test_subtitle_limits_are_set_per_language() -> None:
             config.load_settings(job_file=None, cli={key: value})
 
 
+@pytest.mark.fast
 def test_check_names_each_broken_rule() -> None:
     style = subtitles.Style(fps=25.0)
     events = [subtitles.Event(0.0, 0.5, ("Too short.",)),
@@ -123,6 +128,7 @@ def _timed(*words: tuple[float, float, str]) -> Segment:
                    tuple(Word(*w) for w in words))
 
 
+@pytest.mark.fast
 def test_no_event_lasts_past_the_media() -> None:
     # The Hindi track of a 34.421 s file ran to 35.163 s: its last event was given reading time.
     segment = _timed((33.2, 33.6, "बहुत"), (33.6, 34.0, "धन्यवाद"), (34.0, 34.4, "आपका।"))
@@ -131,6 +137,7 @@ def test_no_event_lasts_past_the_media() -> None:
     assert event.start == 33.2 and event.end <= 34.421
 
 
+@pytest.mark.fast
 def test_a_word_too_wide_for_a_line_is_cut_to_fit() -> None:
     url = "https://example.org/" + "a-very-long-path-segment/" * 5 + "x" * 30  # 155 characters
     style = subtitles.Style()
@@ -142,6 +149,7 @@ def test_a_word_too_wide_for_a_line_is_cut_to_fit() -> None:
     assert any(line.endswith("-") for line in lines)  # cut after a hyphen where one fits
 
 
+@pytest.mark.fast
 def test_an_event_held_to_its_longest_still_leaves_no_short_gap() -> None:
     # Speech up to 6.9 s, the next word at 7.42 s: held to 7 s, the event left 0.342 s.
     words = [(round(i * 0.3, 3), round(i * 0.3 + 0.25, 3), "la") for i in range(23)]
@@ -153,6 +161,7 @@ def test_an_event_held_to_its_longest_still_leaves_no_short_gap() -> None:
     assert not subtitles.check(events, style, language="en").failures
 
 
+@pytest.mark.fast
 def test_line_breaks_follow_the_style_guide() -> None:
     style = subtitles.Style()
     (event,) = subtitles.events([_segment("I walked to the old bridge by the harbour, and then "
@@ -166,6 +175,7 @@ def test_line_breaks_follow_the_style_guide() -> None:
                            "and the neighbours watched us")
 
 
+@pytest.mark.fast
 def test_a_new_sentence_starts_a_line() -> None:
     # One event would hold it all on two lines, with the question ending inside the first.
     events = subtitles.events([_segment("Where were you last night? I waited at the station "
@@ -175,6 +185,7 @@ def test_a_new_sentence_starts_a_line() -> None:
                                          ("I waited at the station", "until the last train left.")]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("language,text,why", [
     ("en", "We watched the | old film together.", "an article and its noun"),
     ("en", "We watched the old | film together.", "an adjective and its noun"),
@@ -202,6 +213,7 @@ def test_line_breaks_are_judged_in_their_sentence(language, text, why) -> None:
         assert joint.opening  # a preposition or a conjunction: the best place for a break
 
 
+@pytest.mark.fast
 def test_long_text_is_parsed_in_pieces_of_whole_sentences() -> None:
     story = "The old man sold his small boat. Then he walked home."
     texts = story.split() * 200
@@ -222,6 +234,7 @@ def test_long_text_is_parsed_in_pieces_of_whole_sentences() -> None:
     assert len(linebreaks._pieces(["word"] * 5000)) > 1
 
 
+@pytest.mark.fast
 def test_a_missing_parser_is_named_with_what_to_install() -> None:
     from cpwhisperx.errors import ModelNotFound
 
@@ -230,6 +243,7 @@ def test_a_missing_parser_is_named_with_what_to_install() -> None:
         linebreaks._parser("en_core_web_nothing")
 
 
+@pytest.mark.fast
 def test_check_reads_line_breaks_across_events() -> None:
     style = subtitles.Style(fps=25.0)
     events = [subtitles.Event(0.0, 3.5, ("We crossed the river, and she did not",
@@ -312,6 +326,7 @@ def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
     assert stages["translate"]["status"] == "failed"
 
 
+@pytest.mark.fast
 def test_indic_languages_whisper_cannot_hear_are_targets_not_sources() -> None:
     from cpwhisperx import config, scripts
     from cpwhisperx.stages.mux import language_tag

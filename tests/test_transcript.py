@@ -1,9 +1,12 @@
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cpwhisperx.transcript import MIN_WORD_S, Segment, Transcript, Word, tidy
+
+pytestmark = pytest.mark.fast
 
 times = st.floats(min_value=-5, max_value=100, allow_nan=False)
 words = st.builds(Word, start=times, end=times, text=st.text(min_size=1, max_size=8),

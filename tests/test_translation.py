@@ -27,6 +27,7 @@ def _segment(*words: tuple[float, float, str]) -> Segment:
     return Segment(ws[0].start, ws[-1].end, " ".join(w.text for w in ws), ws)
 
 
+@pytest.mark.fast
 def test_sentences_end_at_punctuation_pauses_and_long_runs() -> None:
     transcript = Transcript("en", (
         _segment((0.0, 0.4, "Hello"), (0.5, 0.9, "there."), (1.0, 1.3, "How"),
@@ -42,6 +43,7 @@ def test_sentences_end_at_punctuation_pauses_and_long_runs() -> None:
     assert sum(len(u.words) for u in units) == 26  # every word in exactly one sentence
 
 
+@pytest.mark.fast
 def test_an_abbreviation_ends_no_sentence() -> None:
     transcript = Transcript("en", (_segment((0.0, 0.4, "Ask"), (0.5, 0.9, "Dr."),
                                             (1.0, 1.3, "Watson."), (1.4, 1.8, "Now.")),))
@@ -52,6 +54,7 @@ spoken = st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.05, 1.0)), min_size
                   max_size=12)
 
 
+@pytest.mark.fast
 @given(spoken, st.sampled_from(["hi", "en", "ja"]),
        st.text(alphabet="abc मैंहूँ日本語 ", min_size=0, max_size=60))
 def test_retime_keeps_the_sentence_span_and_its_silences(gaps, language, text) -> None:
@@ -75,6 +78,7 @@ def test_retime_keeps_the_sentence_span_and_its_silences(gaps, language, text) -
         assert any(s.start <= w.start <= s.end for s in words)
 
 
+@pytest.mark.fast
 def test_cache_keeps_translations_by_engine_model_languages_and_text(tmp_path: Path) -> None:
     cache = translation.Cache(tmp_path / "t.sqlite")
     key = cache.key(engine="llm", model="m", source="en", target="hi", text="Hello.")
@@ -88,6 +92,7 @@ def test_cache_keeps_translations_by_engine_model_languages_and_text(tmp_path: P
     assert translation.Cache(tmp_path / "t.sqlite").get([key, *others]) == {key: "नमस्ते।"}
 
 
+@pytest.mark.fast
 def test_glossary_lines_for_every_target_or_one(tmp_path: Path) -> None:
     path = tmp_path / "glossary.txt"
     path.write_text("# names\nAnna = अन्ना\nhi: station = स्टेशन  # rail\nta: station = நிலையம்\n",
@@ -101,6 +106,7 @@ def test_glossary_lines_for_every_target_or_one(tmp_path: Path) -> None:
         translation.load_glossary(path, target="hi")
 
 
+@pytest.mark.fast
 def test_context_is_the_whole_transcript_or_a_window_around_the_batch() -> None:
     units = [translation.Sentence(i, i + 1, f"s{i:02d}", ()) for i in range(50)]
     assert translation.context(units, 10, 12, chars=1000) == " ".join(u.text for u in units)
@@ -113,6 +119,7 @@ def _settings(**values: str) -> config.Settings:
                                 cli={k.upper(): v for k, v in values.items()})
 
 
+@pytest.mark.fast
 def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without the [llm] extra's small model, the last resort (tests/test_indictrans2.py).
     monkeypatch.setattr(llama_server, "bundled_installed", lambda: False)
@@ -132,12 +139,14 @@ def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         translation.choose(_settings(translation_backend="whisper"), source="en", target="hi")
 
 
+@pytest.mark.fast
 def test_burn_in_must_be_a_subtitle_language() -> None:
     with pytest.raises(ConfigError, match="BURN_IN=hi is not a subtitle language"):
         _settings(target_languages="en", burn_in="hi")
     assert _settings(target_languages="en,hi", burn_in="hi").burn_in == "hi"
 
 
+@pytest.mark.fast
 def test_the_schema_pattern_holds_a_line_to_the_script_and_its_length() -> None:
     pattern = re.compile(scripts.line_pattern("hi", longest=20))
     assert pattern.match("मैं घर जा रहा हूँ।")
@@ -152,6 +161,7 @@ def _parse(content: str, texts: list[str], target: str = "hi") -> list[str]:
                       target=target, loop_limit=3)
 
 
+@pytest.mark.fast
 def test_replies_are_checked() -> None:
     texts = ["Where were you?", "I waited."]
     good = '```json\n{"1": "तुम कहाँ थे?", "2": "मैं  रुका\\nरहा।"}\n```'
@@ -212,6 +222,7 @@ def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llm, "BACKOFF_S", 0.0)
 
 
+@pytest.mark.fast
 def test_llm_asks_in_words_where_response_format_is_refused() -> None:
     replies = [(400, {"error": "response_format is not supported"}),
                _reply('{"1": "Bonjour."}')]
@@ -224,6 +235,7 @@ def test_llm_asks_in_words_where_response_format_is_refused() -> None:
     assert "Anna = Anne" in prompt and "Hello. Anna." in prompt and "1: Hello." in prompt
 
 
+@pytest.mark.fast
 def test_a_looping_reply_is_asked_again_warmer() -> None:
     looping = _reply(json.dumps({"1": "नमस्ते, " * 45}))
     with _endpoint([looping, _reply('{"1": "नमस्ते, अन्ना।"}')]) as (url, requests):
@@ -235,6 +247,7 @@ def test_a_looping_reply_is_asked_again_warmer() -> None:
     assert _parse(json.dumps({"1": "नहीं " * 5}), ["No " * 5]) == [" ".join(["नहीं"] * 5)]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("text,source,language,kept,loop", [
     # An LLM's reply that looped, and Whisper's translated segments joined into a sentence.
     ("नमस्ते, " * 45, "Hello.", "hi", "नमस्ते,", "'नमस्ते,' 45 times"),
@@ -319,6 +332,7 @@ def test_hindi_a_model_wrote_has_every_letter_in_devanagari_or_an_english_word(
     assert "phone" in hindi.split() and "चेमेन्तयर" in hindi.split(), hindi
 
 
+@pytest.mark.fast
 def test_llm_splits_a_failing_batch_and_leaves_what_fails_alone_untranslated() -> None:
     bad = _reply('{"1": "Un."}')  # one key where two are asked for
     replies = [bad] * llm.ATTEMPTS + [_reply('{"1": "Un."}')] + [_reply("{}")] * llm.ATTEMPTS
@@ -329,6 +343,7 @@ def test_llm_splits_a_failing_batch_and_leaves_what_fails_alone_untranslated() -
     assert len(requests) == 2 * llm.ATTEMPTS + 1
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("status,message", [(401, "set LLM_API_KEY"),
                                             (404, "answered HTTP 404"),
                                             (503, "failed 3 times (HTTP 503)")])
@@ -339,6 +354,7 @@ def test_llm_endpoint_errors_say_what_to_do(status: int, message: str) -> None:
                                                              target="fr", context="")
 
 
+@pytest.mark.fast
 def test_llm_unreachable_endpoint() -> None:
     with pytest.raises(CpwError, match="check that the server is running"):
         llm.LlmTranslator(base_url="http://127.0.0.1:9/v1", model="m", timeout=2).translate(

@@ -1,10 +1,13 @@
 import datetime as dt
 
+import pytest
 import srt
 import webvtt
 
 from cpwhisperx import writers
 from cpwhisperx.transcript import Segment, Transcript, Word
+
+pytestmark = pytest.mark.fast
 
 SAMPLE = Transcript("en", (
     Segment(0.5, 2.25, "Fish & chips <now> --> later", (Word(0.5, 1.0, "Fish"),)),

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpwhisperx import config, fsutil, jobs, pipeline
+from cpwhisperx import config, fsutil, jobs, pipeline, registry
 from cpwhisperx.errors import ConfigError, MediaError
 from cpwhisperx.jobs import Job
 from cpwhisperx.progress import LogReporter, Reporter, Row
@@ -29,7 +29,6 @@ SHORT = {"language": "SOURCE_LANGUAGE", "model": "WHISPER_MODEL", "backend": "WH
          "device": "WHISPER_DEVICE", "compute_type": "WHISPER_COMPUTE_TYPE",
          "align": "ALIGNMENT_BACKEND", "targets": "TARGET_LANGUAGES",
          "translator": "TRANSLATION_BACKEND"}
-WORKFLOWS = tuple(jobs.WORKFLOWS)
 
 
 def settings_keys(values: Mapping[str, object]) -> dict[str, str]:
@@ -93,8 +92,9 @@ class Pipeline:
 
     def prepare(self, media: str | os.PathLike[str], *, workflow: str = "transcribe") -> Job:
         """A new job for ``media``; its settings are saved in the job folder."""
-        if workflow not in WORKFLOWS:
-            raise ConfigError(f"unknown workflow {workflow!r}: expected {', '.join(WORKFLOWS)}")
+        if workflow not in registry.WORKFLOWS:
+            raise ConfigError(f"unknown workflow {workflow!r}: expected "
+                              f"{', '.join(registry.WORKFLOWS)}")
         path = Path(media).expanduser()
         if not path.exists():
             raise MediaError(f"media file not found: {path}")

@@ -68,9 +68,10 @@ def run_one(pipeline: Pipeline, media: Path, *, workflow: str,
         if output_dir is not None:
             copy_outputs(result, output_dir)
     except CpwError as exc:
-        return FileOutcome(media, job and job.id, exc.message, None, time.monotonic() - started)
+        return FileOutcome(media, job.id if job else None, exc.message, None,
+                           time.monotonic() - started)
     except OSError as exc:
-        return FileOutcome(media, job and job.id, fsutil.os_error(exc), None,
+        return FileOutcome(media, job.id if job else None, fsutil.os_error(exc), None,
                            time.monotonic() - started)
     return FileOutcome(media, job.id, None, result.duration, result.seconds, result.summary())
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from cpwhisperx import __version__
 from cpwhisperx.errors import ConfigError, CpwError
+from cpwhisperx.registry import WORKFLOWS
 
 if TYPE_CHECKING:
     from cpwhisperx.api import Pipeline, Result
@@ -235,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the same, as a flag")
     chosen = prepare.add_mutually_exclusive_group()
     chosen.add_argument("--workflow", default="transcribe",
-                        choices=["transcribe", "translate", "subtitle"])
-    for workflow in ("transcribe", "translate", "subtitle"):
+                        choices=list(WORKFLOWS))
+    for workflow in WORKFLOWS:
         chosen.add_argument(f"--{workflow}", dest="workflow", action="store_const",
                             const=workflow, help=f"the same as --workflow {workflow}")
     _add_settings_flags(prepare)

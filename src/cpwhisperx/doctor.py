@@ -53,7 +53,7 @@ def _llama_smoke_test(threads: int) -> str:
 
 def report(out_root: Path) -> dict[str, Any]:
     hw = hardware.load(out_root, refresh=True)
-    engines = {name: {"installed": all(map(package_version, dists)),
+    engines: dict[str, dict[str, Any]] = {name: {"installed": all(map(package_version, dists)),
                       "version": package_version(dists[0]), "provides": what, "extra": extra}
                for name, (dists, what, extra) in ENGINES.items()}
     if engines["llama-server"]["installed"]:

@@ -13,16 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import __version__, config, fsutil
+from cpwhisperx import __version__, config, fsutil, registry
 from cpwhisperx.config import Settings
 from cpwhisperx.errors import ConfigError, CpwError
 
 JOB_ID = re.compile(r"^job-(\d{4})(\d{2})(\d{2})-([a-z0-9][a-z0-9_-]*)-(\d{4,})$")
-STAGE_NUMBERS = {"demux": 1, "separate": 2, "vad": 3, "asr": 4, "align": 5, "clean": 6,
-                 "export": 7, "translate": 8, "subtitles": 9, "mux": 10}
-_TRANSCRIBE = ("demux", "separate", "vad", "asr", "align", "clean", "export")
-WORKFLOWS = {"transcribe": _TRANSCRIBE, "translate": (*_TRANSCRIBE, "translate"),
-             "subtitle": (*_TRANSCRIBE, "translate", "subtitles", "mux")}
 
 
 def now() -> str:
@@ -63,7 +58,7 @@ class Job:
         return self.root / "logs" / f"{stage}.log"
 
     def stage_dir(self, stage: str) -> Path:
-        return self.root / f"{STAGE_NUMBERS[stage]:02d}_{stage}"
+        return self.root / f"{registry.number(stage):02d}_{stage}"
 
     def info(self) -> dict[str, Any]:
         try:
@@ -149,7 +144,7 @@ def create(out_root: Path, *, media: Path, workflow: str, settings: Settings) ->
         "source_language": settings.source_language, "target_languages": settings.targets,
         "user": user, "created": now(), "tool_version": __version__})
     config.write_job_env(job.env_file, settings)
-    Manifest.new(job, WORKFLOWS[workflow]).save()
+    Manifest.new(job, registry.WORKFLOWS[workflow]).save()
     return job
 
 

@@ -151,8 +151,8 @@ def resolve(name: str) -> ModelRef:
 
     if name in SHIPPED:
         dist, find = SHIPPED[name]
-        if (path := find()) is not None:
-            return ModelRef(name=name, path=path, source=f"package {dist}")
+        if (found := find()) is not None:
+            return ModelRef(name=name, path=found, source=f"package {dist}")
         tried.append(f"package {dist} (not installed)")
 
     from faster_whisper.utils import download_model

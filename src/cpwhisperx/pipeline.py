@@ -7,29 +7,13 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from cpwhisperx import __version__, config, fsutil, hardware
+from cpwhisperx import __version__, config, fsutil, hardware, registry
 from cpwhisperx.errors import ConfigError, CpwError, MediaError
-from cpwhisperx.jobs import WORKFLOWS, Job, Manifest
+from cpwhisperx.jobs import Job, Manifest
 from cpwhisperx.progress import Reporter, Row
-from cpwhisperx.stages import (
-    StageContext,
-    align,
-    asr,
-    clean,
-    demux,
-    export,
-    mux,
-    separate,
-    translate,
-    vad,
-)
-from cpwhisperx.stages import subtitles as subtitles_stage
-
-STAGES: dict[str, ModuleType] = {m.NAME: m for m in (demux, separate, vad, asr, align, clean,
-                                                      export, translate, subtitles_stage, mux)}
+from cpwhisperx.stages import Stage, StageContext, asr, demux
 
 
 def _file_record(path: Path) -> dict[str, Any]:
@@ -49,7 +33,7 @@ def _intact(root: Path, outputs: dict[str, dict[str, Any]]) -> bool:
     return True
 
 
-def _fingerprint(module: ModuleType, ctx: StageContext, manifest: Manifest) -> str:
+def _fingerprint(module: Stage, ctx: StageContext, manifest: Manifest) -> str:
     payload = {"stage": module.NAME, "version": __version__,
                "config": module.fingerprint_config(ctx),
                "inputs": {up: {rel: rec["sha256"]
@@ -86,7 +70,7 @@ def _stage_log(job: Job, name: str):
 
 
 def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Reporter) -> Row:
-    module = STAGES[name]
+    module = registry.module(name)
     job = ctx.job
     started = time.monotonic()
     with _stage_log(job, name) as log:
@@ -193,7 +177,7 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
         manifest.start_run()
         status = "failed"
         try:
-            workflow = WORKFLOWS[info["workflow"]]
+            workflow = registry.WORKFLOWS[info["workflow"]]
             for name in workflow:
                 rows.append(_run_stage(name, ctx, manifest, reporter))
                 if name == "asr" and "translate" in workflow:

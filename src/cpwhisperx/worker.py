@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from cpwhisperx import faults, fsutil
+from cpwhisperx import faults, fsutil, registry
 from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.isolation import ERROR_EXIT, RETRY_EXIT
 
@@ -44,15 +44,11 @@ def _log_to(path: str) -> None:
 
 
 def run(task: dict) -> int:
-    from cpwhisperx.stages import align, asr, separate, translate
-
-    runners = {"separate": separate.work, "asr": asr.work, "align": align.work,
-               "translate": translate.work}
     fault = faults.active(task["kind"], task["attempt"])
     try:
         if fault in ("segv", "oom", "hang"):
             faults.crash(fault)
-        result = runners[task["kind"]](task, _progress)
+        result = registry.module(task["kind"]).work(task, _progress)  # type: ignore[attr-defined]
         fsutil.write_json(Path(task["result"]), result)
         if fault == "segv-after-write":
             faults.crash("segv")  # like MLX/CTranslate2 dying while freeing the model

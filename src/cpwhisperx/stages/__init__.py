@@ -4,7 +4,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cpwhisperx.config import Settings
 from cpwhisperx.fsutil import fit_stem
@@ -37,3 +37,17 @@ class StageResult:
     backend: str
     warnings: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage(Protocol):
+    """What a stage module has (``registry`` lists them): the stages whose outputs it reads,
+    the settings its result depends on (with those outputs, its fingerprint: an unchanged one
+    is not run again) and how it runs. One that runs an engine in a worker process also has
+    ``work(task, progress) -> dict``, which the worker calls."""
+
+    NAME: str
+    INPUTS: tuple[str, ...]
+
+    def fingerprint_config(self, ctx: StageContext) -> dict[str, Any]: ...
+
+    def run(self, ctx: StageContext) -> StageResult: ...

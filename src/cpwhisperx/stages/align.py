@@ -39,7 +39,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1)  # a worker kept up for many files loads it once
-def _aligner(name: str, *, language: str, model: str) -> Any:
+def _aligner(name: str, *, language: str, model: str) -> aligners.Aligner:
     if name == "pocketsphinx":
         from cpwhisperx.engines.align.pocketsphinx import PocketsphinxAligner
 
@@ -93,9 +93,9 @@ def run(ctx: StageContext) -> StageResult:
     name = _chosen(ctx, transcript.language)
     duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
     if name in ("whisper", "none") or not transcript.segments:
-        result, used = _without_aligner(transcript, name, duration)
+        result, kept = _without_aligner(transcript, name, duration)
         fsutil.write_json(out, result.to_dict())
-        return StageResult(outputs=[out], backend=used)
+        return StageResult(outputs=[out], backend=kept)
     if not aligners.available(name):
         raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: {aligners.INSTALL[name]}")
     task = {"audio": str(separate.audio_path(ctx.job)), "aligner": name,

@@ -114,20 +114,21 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                                          if engine.multilingual else ("en", 1.0))
 
             where = {"chunk": index, "language": language, "language_probability": probability}
+            def chunk_progress(done: float, index: int = index) -> None:
+                progress((index + done) / len(chunks))
+
             decoded = engine.decode(audios, language=language,
                                     word_timestamps=task["word_timestamps"],
-                                    on_progress=lambda done, index=index:
-                                    progress((index + done) / len(chunks)),
-                                    steps=steps("step", where))
+                                    on_progress=chunk_progress, steps=steps("step", where))
             redecoded = 0
             if task["native_script"] and language in scripts.NATIVE_SCRIPTS:
                 decoded, redecoded = _in_native_script(engine, audios, decoded, language=language,
                                                        word_timestamps=task["word_timestamps"],
                                                        steps=steps("retry", where))
-            segments = [window.place(_nfc(seg)) for window, segs
+            placed = [window.place(_nfc(seg)) for window, segs
                         in zip(chunks[index], decoded, strict=True) for seg in segs]
             entry = {"chunk": index, "language": language, "language_probability": probability,
-                     "redecoded": redecoded, "segments": [seg.to_dict() for seg in segments]}
+                     "redecoded": redecoded, "segments": [seg.to_dict() for seg in placed]}
             journal.append(entry)
             entries.append(entry)
             progress((index + 1) / len(chunks))
@@ -151,7 +152,7 @@ def _in_native_script(engine: asr_engines.AsrEngine, audios: Sequence,
     retry = scripts.RETRY_LANGUAGE.get(language)
     latin = [i for i, segs in enumerate(decoded)
              if retry and scripts.mostly_latin(_text(segs))]
-    if latin:
+    if latin and retry:
         again = engine.decode([audios[i] for i in latin], language=retry,
                               word_timestamps=word_timestamps, steps=steps)
         for i, segs in zip(latin, again, strict=True):

@@ -2,12 +2,26 @@
 
 import importlib.util
 from dataclasses import replace
+from typing import Protocol
 
+import numpy as np
+
+from cpwhisperx.media import WavReader
 from cpwhisperx.transcript import Segment, Word
 
 
 class AlignmentFailed(Exception):
     """A segment the aligner cannot align; the caller keeps it unaligned."""
+
+
+class Aligner(Protocol):
+    name: str  # what the transcript's meta.word_times says
+
+    def align_segment(self, audio: WavReader | np.ndarray, *, start: float, end: float,
+                      words: list[str]) -> list[tuple[float, float]]:
+        """Start and end of each word of the segment spoken between ``start`` and ``end``
+        (seconds into ``audio``); ``AlignmentFailed`` where it cannot tell."""
+        ...
 
 
 NEEDS = {"whisper": (), "none": (), "pocketsphinx": ("pocketsphinx",),

@@ -6,6 +6,7 @@ built. The Viterbi search is our own (numpy): torchaudio's forced_align has no C
 """
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class Wav2Vec2Aligner:
         # processor with a language model (pyctcdecode) still have both parts.
         parts = (("model", Wav2Vec2ForCTC), ("feature extractor", Wav2Vec2FeatureExtractor),
                  ("tokenizer", Wav2Vec2CTCTokenizer))
-        loaded = []
+        loaded: list[Any] = []
         for part, cls in parts:
             try:
                 loaded.append(cls.from_pretrained(name, local_files_only=local))

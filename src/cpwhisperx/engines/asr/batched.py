@@ -28,6 +28,7 @@ import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
@@ -56,8 +57,8 @@ LEFTOVER_S = 10.0  # what is left of a window after a step, at most this, is pac
 GAP_S = 1.0  # silence between leftovers packed together
 
 # faster-whisper's punctuation merged into the neighbouring word, as its transcribe() does.
-_PUNCTUATION = tuple(inspect.signature(WhisperModel.transcribe).parameters[name].default
-                     for name in ("prepend_punctuations", "append_punctuations"))
+_PUNCTUATION = {name: inspect.signature(WhisperModel.transcribe).parameters[name].default
+                for name in ("prepend_punctuations", "append_punctuations")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,8 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             return_scores=True, return_no_speech_prob=True,
             max_initial_timestamp_index=round(options.max_initial_timestamp
                                               / model.time_precision))
-        kept, going = [], []
+        kept: list[list[dict[str, Any]]] = []  # per piece, the segments of this step
+        going: list[tuple[_Piece, list[dict[str, Any]], int, bool, float]] = []
         for j, (piece, size, result) in enumerate(zip(pieces, sizes, results, strict=True)):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
@@ -150,7 +152,8 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             # One alignment for the whole step; a window without text gets an empty stand-in.
             stand_in = [{"seek": 0, "start": 0.0, "end": 0.0, "tokens": []}]
             model.add_word_timestamps([parts or stand_in for parts in kept], tokenizer, encoded,
-                                      sizes, *_PUNCTUATION, 0.0)
+                                      num_frames=sizes, last_speech_timestamp=0.0,
+                                      **_PUNCTUATION)
             # A step cut where Whisper went past speech goes on from there, however it ended.
             going = [(piece, parts, seek, not _cut_at_skip(parts, tokenizer) and single_ending,
                       temperature) for piece, parts, seek, single_ending, temperature in going]

@@ -119,7 +119,7 @@ def convert(src: Path, dst: Path) -> None:
     """Write ``weights.npz``, ``config.json`` and ``alignment_heads.json`` into ``dst``."""
     dims, tensors = to_mlx(read_ct2(src / "model.bin"))
     with (dst / WEIGHTS).open("wb") as fh:
-        np.savez(fh, **tensors)
+        np.savez(fh, **tensors)  # type: ignore[arg-type]  # no tensor is named allow_pickle
     (dst / CONFIG).write_text(json.dumps(dims), encoding="utf-8")
     heads = json.loads((src / "config.json").read_text(encoding="utf-8")).get("alignment_heads")
     # Without the model's own heads, Whisper's default: every head of the upper half.
