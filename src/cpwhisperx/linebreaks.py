@@ -11,8 +11,10 @@ a sentence's. Other languages have word lists.
 """
 
 import bisect
+import contextlib
 import functools
 import itertools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +80,28 @@ def _joints(texts: tuple[str, ...], language: str) -> tuple[Joint, ...]:
     return tuple(_listed(texts, language))
 
 
-@functools.cache
+def warm(languages: Sequence[str]) -> None:
+    """Load the parsers of these languages now (in a thread while earlier stages run: spaCy
+    takes 2.6 s to load here), so that breaking lines later does not wait; a parser that
+    cannot be loaded is left for its first use to report."""
+    for language in languages:
+        if language in PARSERS:
+            with contextlib.suppress(ModelNotFound):
+                _parser(PARSERS[language])
+
+
+_loading = threading.Lock()  # one load, whichever thread asks first
+_parsers: dict[str, Any] = {}
+
+
 def _parser(name: str) -> Any:
+    with _loading:
+        if name not in _parsers:
+            _parsers[name] = _load(name)
+        return _parsers[name]
+
+
+def _load(name: str) -> Any:
     try:
         import spacy
 

