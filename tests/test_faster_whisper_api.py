@@ -7,6 +7,7 @@ import pytest
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import TranscriptionOptions
 
+from cpwhisperx import transcript
 from cpwhisperx.engines.asr import batched
 
 pytestmark = pytest.mark.fast
@@ -27,6 +28,12 @@ USED = {
 def test_private_methods_take_the_arguments_we_pass(method: str, names: tuple[str, ...]) -> None:
     parameters = inspect.signature(getattr(WhisperModel, method)).parameters
     assert set(names) <= set(parameters), (method, list(parameters))
+
+
+def test_our_copy_of_the_silence_verdict_is_faster_whispers() -> None:
+    parameters = inspect.signature(WhisperModel.transcribe).parameters
+    assert parameters["no_speech_threshold"].default == transcript.NO_SPEECH_THRESHOLD
+    assert parameters["log_prob_threshold"].default == transcript.LOG_PROB_THRESHOLD
 
 
 def test_transcription_options_are_built_from_transcribes_defaults() -> None:

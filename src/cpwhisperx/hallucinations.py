@@ -18,12 +18,16 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from cpwhisperx.transcript import Segment, Transcript, Word
+from cpwhisperx.transcript import (
+    LOG_PROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    Segment,
+    Transcript,
+    Word,
+)
 
 RULES = ("loops", "silence", "phrases", "rate")
 REPEAT_LIMIT = 3  # repeats in a row allowed before a word or phrase counts as a loop
-# Whisper's defaults for skipping a window as silence (no_speech_threshold, log_prob_threshold).
-NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
 MIN_SPEECH_SHARE = 0.1  # less of the segment than this inside VAD speech: it lies in silence
 # A phantom phrase is kept when the audio supports it well; any of these makes support weak.
 WEAK_NO_SPEECH, WEAK_LOGPROB, WEAK_WORD_PROB, WEAK_SPEECH_SHARE = 0.3, -0.7, 0.5, 0.5
@@ -175,8 +179,8 @@ def _why_remove(seg: Segment, *, speech: Sequence[tuple[float, float]],
     if "silence" in options.rules:
         if share < MIN_SPEECH_SHARE:
             return "silence", f"lies in VAD silence ({share:.0%} of it is speech)"
-        if ((seg.no_speech_prob or 0.0) > NO_SPEECH_PROB
-                and (seg.avg_logprob or 0.0) < LOW_LOGPROB):
+        if ((seg.no_speech_prob or 0.0) > NO_SPEECH_THRESHOLD
+                and (seg.avg_logprob or 0.0) < LOG_PROB_THRESHOLD):
             return "silence", (f"no-speech probability {seg.no_speech_prob:.2f} with average "
                                f"log-probability {seg.avg_logprob:.2f}")
     if "phrases" in options.rules and norm(seg.text) in phrases:

@@ -8,6 +8,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+# Whisper's verdict that a window is silence, from a segment's no_speech_prob and avg_logprob:
+# faster-whisper's defaults (no_speech_threshold, log_prob_threshold), the one copy here
+# (tests/test_faster_whisper_api.py checks they are still its defaults).
+NO_SPEECH_THRESHOLD, LOG_PROB_THRESHOLD = 0.6, -1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Word:

@@ -14,7 +14,7 @@ from cpwhisperx import errors
 from cpwhisperx.engines.asr import NO_PROMPT, Prompt, Steps, to_words
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
-from cpwhisperx.transcript import Segment
+from cpwhisperx.transcript import NO_SPEECH_THRESHOLD, Segment
 
 
 class FasterWhisperEngine:
@@ -58,7 +58,7 @@ class FasterWhisperEngine:
 
     def transcribe(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
                    offset: float = 0.0, task: str = "transcribe",
-                   no_speech_threshold: float | None = 0.6) -> list[Segment]:
+                   no_speech_threshold: float | None = NO_SPEECH_THRESHOLD) -> list[Segment]:
         """One window with faster-whisper's sequential decoder and its temperature fallback;
         ``audio`` starts ``offset`` seconds into the window (what is left of it)."""
         segments, _ = self.model.transcribe(audio, vad_filter=False, language=language,

@@ -13,7 +13,7 @@ from cpwhisperx.engines.asr import NO_PROMPT, Prompt, Steps, one_by_one, to_word
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
-from cpwhisperx.transcript import Segment
+from cpwhisperx.transcript import NO_SPEECH_THRESHOLD, Segment
 
 
 class MlxWhisperEngine:
@@ -68,7 +68,7 @@ class MlxWhisperEngine:
                          no_speech_threshold=None)
 
     def _run(self, audio: np.ndarray, *, language: str, word_timestamps: bool,
-             task: str, no_speech_threshold: float | None = 0.6,
+             task: str, no_speech_threshold: float | None = NO_SPEECH_THRESHOLD,
              initial_prompt: str | None = None) -> list[Segment]:
         import mlx_whisper
 
