@@ -23,7 +23,7 @@ RENAMED = {
 # Their keys with no counterpart: what does their job here (first match wins).
 REPLACED: tuple[tuple[str, str], ...] = (
     (r"INDICTRANS2_.*|SECOND_PASS_.*|USE_HYBRID_TRANSLATION|LLM_PROVIDER|USE_LLM_FOR_SONGS|"
-     r"TRANSLATION_(?!BACKEND$|MODEL$|GLOSSARY$).*",
+     r"TRANSLATION_.*",  # ours (TRANSLATION_BACKEND, ...) are known: they never get here
      "TRANSLATION_BACKEND chooses the engine (auto: IndicTrans2 for English/Indic pairs where "
      "installed, else NLLB or the bundled LLM) and runs it on the detected device"),
     (r"WHISPER_TASK",
