@@ -67,12 +67,9 @@ def run_one(pipeline: Pipeline, media: Path, *, workflow: str,
         result = pipeline.run(job)
         if output_dir is not None:
             copy_outputs(result, output_dir)
-    except CpwError as exc:
-        return FileOutcome(media, job.id if job else None, exc.message, None,
-                           time.monotonic() - started)
-    except OSError as exc:
-        return FileOutcome(media, job.id if job else None, fsutil.os_error(exc), None,
-                           time.monotonic() - started)
+    except (CpwError, OSError) as exc:
+        why = exc.message if isinstance(exc, CpwError) else fsutil.os_error(exc)
+        return FileOutcome(media, job.id if job else None, why, None, time.monotonic() - started)
     return FileOutcome(media, job.id, None, result.duration, result.seconds, result.summary())
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cpwhisperx import fsutil, legacy
+from cpwhisperx import fsutil, legacy, writers
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.hallucinations import RULES as CLEAN_RULES
 from cpwhisperx.languages import LANGUAGES, WHISPER_LANGUAGES
@@ -21,7 +21,7 @@ COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int
 
 
 MAX_TARGETS = 8  # subtitle languages per job
-OUTPUT_FORMATS = ("json", "txt", "tsv", "srt", "vtt")  # writers.WRITERS and CUE_WRITERS
+OUTPUT_FORMATS = (*writers.WRITERS, *writers.CUE_WRITERS)  # json txt tsv srt vtt
 
 
 class Settings(BaseModel):

@@ -5,6 +5,7 @@ read, inside the media), so that a player shows them as subtitles."""
 from typing import Any
 
 from cpwhisperx import fsutil, linebreaks, writers
+from cpwhisperx.config import OUTPUT_FORMATS
 from cpwhisperx.stages import StageContext, StageResult, clean
 from cpwhisperx.stages import subtitles as subtitles_stage
 from cpwhisperx.transcript import Transcript
@@ -27,7 +28,7 @@ def warm(ctx: StageContext) -> None:
 def run(ctx: StageContext) -> StageResult:
     transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
     formats = ctx.settings.formats
-    for ext in (set(writers.WRITERS) | set(writers.CUE_WRITERS)) - set(formats):
+    for ext in set(OUTPUT_FORMATS) - set(formats):
         # One a run before wrote and this one does not: gone, not left stale.
         (ctx.job.outputs / f"{ctx.stem}.{ext}").unlink(missing_ok=True)
     texts = {ext: write(transcript) for ext, write in writers.WRITERS.items() if ext in formats}
