@@ -258,8 +258,10 @@ def load_settings(*, job_file: Path | None = None, cli: Mapping[str, str] | None
     merged: dict[str, str] = {}
     origin: dict[str, str] = {}
     for source, values in layers:
+        # A job's own file holds our values: told once, when the job was prepared.
         values, told = legacy.translate(values, known=KEYS, source=source,
-                                        keep_unknown=source == "the command line")
+                                        keep_unknown=source == "the command line",
+                                        explain=source != str(job_file))
         if notes is not None:
             notes.extend(told)
         for key, value in values.items():

@@ -76,10 +76,11 @@ CASE_FREE = ("WHISPER_BACKEND", "WHISPER_DEVICE", "ALIGNMENT_BACKEND", "VAD_BACK
 
 
 def translate(values: Mapping[str, str], *, known: tuple[str, ...], source: str,
-              keep_unknown: bool) -> tuple[dict[str, str], list[str]]:
+              keep_unknown: bool, explain: bool = True) -> tuple[dict[str, str], list[str]]:
     """``values`` with our keys and values, and a note for each one translated. A key that is
     neither ours nor theirs is kept (for the caller to reject) with ``keep_unknown``, else
-    dropped with a note naming the closest key of ours."""
+    dropped with a note naming the closest key of ours. A value of theirs that is ours too
+    (``mps``, ``whisperx``) is explained only with ``explain``."""
     ours: dict[str, str] = {}
     renamed: dict[str, str] = {}
     notes: list[str] = []
@@ -106,7 +107,8 @@ def translate(values: Mapping[str, str], *, known: tuple[str, ...], source: str,
         if (key, value) not in VALUES:
             continue
         new, meaning = VALUES[key, value]
-        notes.append(f"{key}={value} in {source} is {meaning}")
+        if new is not None or explain:
+            notes.append(f"{key}={value} in {source} is {meaning}")
         if new is not None:
             ours[key] = new
         if (key, value) == ("WHISPER_BACKEND", "cuda") and ours.get("WHISPER_DEVICE",
