@@ -45,9 +45,9 @@ def test_job_layout(tmp_path: Path) -> None:
     for name in ("job.json", ".env.pipeline", "manifest.json", "logs", "outputs"):
         assert (job.root / name).exists(), name
     manifest = jobs.Manifest.load(job)
-    assert list(manifest.data["stages"]) == ["demux", "separate", "vad", "asr", "align",
-                                                 "clean", "export"]
-    assert {e["status"] for e in manifest.data["stages"].values()} == {"pending"}
+    assert list(manifest.data.stages) == ["demux", "separate", "vad", "asr", "align", "clean",
+                                          "export"]
+    assert {e.status for e in manifest.data.stages.values()} == {"pending"}
     assert job.info()["source_language"] == "en"
     assert jobs.find(tmp_path, job.id) == job
 
@@ -100,7 +100,7 @@ def test_status_does_not_call_a_run_that_ends_while_it_reads_interrupted(
 
     monkeypatch.setattr(jobs.fsutil, "read_json", read_then_end)
     seen = jobs.Manifest.seen(job).data
-    assert seen["stages"]["demux"]["status"] == seen["runs"][-1]["status"] == "running"
+    assert seen.stages["demux"].status == seen.runs[-1].status == "running"
     monkeypatch.undo()
     seen = jobs.Manifest.seen(job).data  # now no process holds it: that run died
-    assert seen["stages"]["demux"]["status"] == seen["runs"][-1]["status"] == "interrupted"
+    assert seen.stages["demux"].status == seen.runs[-1].status == "interrupted"

@@ -114,7 +114,7 @@ def test_disk_full_while_a_failure_is_recorded(tmp_path: Path, monkeypatch: pyte
         assert job.manifest_path.read_bytes() == saved[0]  # whole: the last one saved
         _assert_no_temp_files(job.root)
         seen = jobs.Manifest.seen(job).data  # no process holds the lock: it was interrupted
-        assert seen["stages"]["demux"]["status"] == seen["runs"][-1]["status"] == "interrupted"
+        assert seen.stages["demux"].status == seen.runs[-1].status == "interrupted"
 
         (out / "filler").unlink()
         again = cli(out, "run", "-j", job_id)

@@ -142,8 +142,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     job = jobs.find(_out_root(args), args.job)
     manifest = jobs.Manifest.seen(job)
     if args.json:
-        print(json.dumps({"job": job.info(), "manifest": manifest.data}, ensure_ascii=False,
-                         indent=2))
+        print(json.dumps({"job": job.info(), "manifest": manifest.data.model_dump(mode="json")},
+                         ensure_ascii=False, indent=2))
         return 0
     info = job.info()
     console = Console(highlight=False, soft_wrap=True)
@@ -151,18 +151,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = Table()
     for column in ("stage", "status", "seconds", "backend", "attempts", "notes"):
         table.add_column(column)
-    for name, entry in manifest.data["stages"].items():
-        notes = entry.get("error") or "; ".join(entry.get("warnings") or ())
-        seconds = "-" if entry.get("seconds") is None else f"{entry['seconds']:.2f}"
-        table.add_row(name, entry["status"], seconds, entry.get("backend") or "-",
-                      str(entry.get("attempts", 0)), notes)
+    stages = manifest.data.stages
+    for name, entry in stages.items():
+        notes = entry.error or "; ".join(entry.warnings)
+        seconds = "-" if entry.seconds is None else f"{entry.seconds:.2f}"
+        table.add_row(name, entry.status, seconds, entry.backend or "-", str(entry.attempts),
+                      notes)
     console.print(table)
-    conformance = (manifest.data["stages"].get("subtitles") or {}).get("meta", {})
+    conformance = stages["subtitles"].meta if "subtitles" in stages else {}
     for language, report in (conformance.get("conformance") or {}).items():
         rules = ", ".join(f"{rule} {share:.0%}" for rule, share in report["rules"].items())
         console.print(f"subtitles {language}: {report['all_rules']:.1%} of {report['events']} "
                       f"events meet every rule ({rules})", markup=False)
-    failed = any(e["status"] == "failed" for e in manifest.data["stages"].values())
+    failed = any(e.status == "failed" for e in stages.values())
     return 1 if failed else 0
 
 

@@ -49,9 +49,6 @@ class Resolved:
     why: str
     notes: tuple[str, ...] = ()  # settings that could not be had here, and what was used
 
-    def __post_init__(self) -> None:  # from a task's JSON, a list
-        object.__setattr__(self, "notes", tuple(self.notes))
-
 
 def package_version(dist: str) -> str | None:
     try:

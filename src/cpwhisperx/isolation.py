@@ -14,16 +14,28 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import pydantic
 
 from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError
 
 ERROR_EXIT = 3  # the worker failed cleanly and said why on stdout: no other engine helps
 RETRY_EXIT = 4  # the engine could not start here (e.g. CUDA out of memory): try the next one
+
+
+class Task(pydantic.BaseModel):
+    """A worker's task: a stage's subclass (its module's ``Task``) adds the fields its ``work``
+    reads; ``run_chain`` fills these in. Written to a file once, read back in the worker."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    kind: str = ""  # the stage
+    attempt: int = 0  # its place in the fallback chain
+    result: str = ""  # where the worker writes what ``work`` returns
+    log: str = ""  # the task's log file, the worker's stderr
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +142,16 @@ def reuse() -> Iterator[None]:
             worker.close()
 
 
-def run_task(task: dict[str, Any], *, result: Path, timeout: float, log_file: Path,
+def run_task(task: Task, *, result: Path, timeout: float, log_file: Path,
              on_progress: Callable[[float], None]) -> Outcome:
     """Run one task; ``ok`` when ``result`` was written, even if the worker died afterwards.
     The worker writes beside ``result``; a failed attempt leaves an earlier result in place."""
     fresh = result.with_name(f".{result.name}.new")
     fresh.unlink(missing_ok=True)
     task_file = result.with_name(f".{result.name}.task.json")
-    fsutil.write_json(task_file, {**task, "result": str(fresh), "log": str(log_file)})
-    kind = task["kind"]
+    task = task.model_copy(update={"result": str(fresh), "log": str(log_file)})
+    fsutil.write_text(task_file, task.model_dump_json())
+    kind = task.kind
     worker = (_idle or {}).pop(kind, None) or _Worker(log_file)
     try:
         returncode, why = worker.run(task_file, timeout=timeout, on_progress=on_progress)
@@ -161,14 +174,15 @@ def run_task(task: dict[str, Any], *, result: Path, timeout: float, log_file: Pa
     return Outcome(ok=False, why=why)
 
 
-def run_chain(kind: str, attempts: list[tuple[str, dict[str, Any]]], *, result: Path,
+def run_chain(kind: str, attempts: Sequence[tuple[str, Task]], *, result: Path,
               timeout: float, log_file: Path, on_progress: Callable[[float], None]
               ) -> tuple[str | None, list[str]]:
     """Try each ``(label, task)`` until one writes ``result``; return its label (None when all
     failed) and what happened on the way, for the manifest."""
     warnings: list[str] = []
     for attempt, (label, task) in enumerate(attempts):
-        outcome = run_task({**task, "kind": kind, "attempt": attempt}, result=result,
+        outcome = run_task(task.model_copy(update={"kind": kind, "attempt": attempt}),
+                           result=result,
                            timeout=timeout, log_file=log_file, on_progress=on_progress)
         if outcome.ok:
             if outcome.why:

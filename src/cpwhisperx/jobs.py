@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 from cpwhisperx import __version__, config, fsutil, registry
 from cpwhisperx.config import Settings
 from cpwhisperx.errors import ConfigError, CpwError
@@ -160,25 +162,63 @@ def find(out_root: Path, job_id: str) -> Job:
     return Job(id=job_id, root=root)
 
 
+class OutputFile(pydantic.BaseModel):
+    """An output as its stage left it: a later run reuses it only while it is unchanged."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+class StageEntry(pydantic.BaseModel):
+    status: str = "pending"  # pending | running | done | failed | interrupted
+    started: str | None = None
+    ended: str | None = None
+    seconds: float | None = None
+    outputs: dict[str, OutputFile] = {}  # by path relative to the job's folder
+    fingerprint: str | None = None  # of the inputs and settings the outputs were made from
+    backend: str | None = None
+    warnings: list[str] = []
+    error: str | None = None
+    attempts: int = 0
+    meta: dict[str, Any] = {}
+
+
+class RunRecord(pydantic.BaseModel):
+    started: str
+    ended: str | None = None
+    status: str = "running"  # running | done | failed | interrupted
+    stages: dict[str, str] = {}  # what each stage did in this run: ran, reused, failed, ...
+
+
+class ManifestData(pydantic.BaseModel):
+    """``manifest.json``."""
+
+    job_id: str
+    stages: dict[str, StageEntry]
+    runs: list[RunRecord] = []
+
+
 class Manifest:
     """Per-stage status, timings, outputs and fingerprints, saved atomically on each change."""
 
-    def __init__(self, job: Job, data: dict[str, Any]) -> None:
+    def __init__(self, job: Job, data: ManifestData) -> None:
         self.job = job
         self.data = data
 
     @classmethod
     def new(cls, job: Job, stages: tuple[str, ...]) -> "Manifest":
-        return cls(job, {"job_id": job.id, "stages": {s: _pending() for s in stages},
-                         "runs": []})
+        return cls(job, ManifestData(job_id=job.id, stages={s: StageEntry() for s in stages}))
 
     @classmethod
     def load(cls, job: Job) -> "Manifest":
         try:
-            return cls(job, fsutil.read_json(job.manifest_path))
-        except (OSError, ValueError) as exc:
-            raise CpwError(f"cannot read {job.manifest_path}: {exc}; prepare the job again"
+            data = ManifestData.model_validate(fsutil.read_json(job.manifest_path))
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            reason = "not a manifest" if isinstance(exc, pydantic.ValidationError) else exc
+            raise CpwError(f"cannot read {job.manifest_path}: {reason}; prepare the job again"
                            ) from None
+        return cls(job, data)
 
     @classmethod
     def seen(cls, job: Job) -> "Manifest":
@@ -189,68 +229,64 @@ class Manifest:
         manifest = cls.load(job)
         if live or job.running():
             return manifest
-        data = manifest.data
-        for entry in [*data["stages"].values(), *data["runs"]]:
-            if entry["status"] == "running":
-                entry["status"] = "interrupted"
-        for run in data["runs"]:
-            run["stages"] = {k: "interrupted" if v == "running" else v
-                             for k, v in run["stages"].items()}
+        for entry in manifest.data.stages.values():
+            if entry.status == "running":
+                entry.status = "interrupted"
+        for run in manifest.data.runs:
+            if run.status == "running":
+                run.status = "interrupted"
+            run.stages = {k: "interrupted" if v == "running" else v
+                          for k, v in run.stages.items()}
         return manifest
 
     def save(self) -> None:
         """Atomic: a save that fails (a full disk) leaves the last one on disk whole."""
         try:
-            fsutil.write_json(self.job.manifest_path, self.data)
+            fsutil.write_json(self.job.manifest_path, self.data.model_dump(mode="json"))
         except OSError as exc:
             raise CpwError(fsutil.os_error(exc, self.job.manifest_path)) from None
 
-    def stage(self, name: str) -> dict[str, Any]:
-        return self.data["stages"].setdefault(name, _pending())
+    def stage(self, name: str) -> StageEntry:
+        return self.data.stages.setdefault(name, StageEntry())
 
     @property
-    def run_record(self) -> dict[str, Any]:
-        return self.data["runs"][-1]
+    def run_record(self) -> RunRecord:
+        return self.data.runs[-1]
 
     def start_run(self) -> None:
-        for run in self.data["runs"]:  # we hold the lock: a "running" record is a dead run
-            if run["status"] == "running":
-                run["status"] = "interrupted"
-        self.data["runs"].append({"started": now(), "ended": None, "status": "running",
-                                  "stages": {}})
+        for run in self.data.runs:  # we hold the lock: a "running" record is a dead run
+            if run.status == "running":
+                run.status = "interrupted"
+        self.data.runs.append(RunRecord(started=now()))
         self.save()
 
     def end_run(self, status: str) -> None:
-        self.run_record.update(ended=now(), status=status)
+        self.run_record.ended, self.run_record.status = now(), status
         self.save()
 
     def mark_running(self, name: str, fingerprint: str) -> None:
-        entry = self.stage(name)
-        entry.update(status="running", started=now(), ended=None, seconds=None, error=None,
-                     fingerprint=fingerprint, warnings=[], outputs={}, backend=None, meta={},
-                     attempts=entry.get("attempts", 0) + 1)
-        self.run_record["stages"][name] = "running"
+        attempts = self.stage(name).attempts
+        self.data.stages[name] = StageEntry(status="running", started=now(),
+                                            fingerprint=fingerprint, attempts=attempts + 1)
+        self.run_record.stages[name] = "running"
         self.save()
 
-    def mark_done(self, name: str, *, seconds: float, outputs: dict[str, dict[str, Any]],
+    def mark_done(self, name: str, *, seconds: float, outputs: dict[str, OutputFile],
                   backend: str, warnings: list[str], meta: dict[str, Any]) -> None:
-        self.stage(name).update(status="done", ended=now(), seconds=round(seconds, 3),
-                                outputs=outputs, backend=backend, warnings=warnings, meta=meta)
-        self.run_record["stages"][name] = "ran"
+        entry = self.stage(name)
+        entry.status, entry.ended, entry.seconds = "done", now(), round(seconds, 3)
+        entry.outputs, entry.backend, entry.warnings, entry.meta = (outputs, backend,
+                                                                    warnings, meta)
+        self.run_record.stages[name] = "ran"
         self.save()
 
     def mark_reused(self, name: str) -> None:
-        self.run_record["stages"][name] = "reused"
+        self.run_record.stages[name] = "reused"
         self.save()
 
     def mark_failed(self, name: str, error: str, seconds: float) -> None:
-        self.stage(name).update(status="failed", ended=now(), seconds=round(seconds, 3),
-                                error=error)
-        self.run_record["stages"][name] = "failed"
+        entry = self.stage(name)
+        entry.status, entry.ended, entry.seconds = "failed", now(), round(seconds, 3)
+        entry.error = error
+        self.run_record.stages[name] = "failed"
         self.save()
-
-
-def _pending() -> dict[str, Any]:
-    return {"status": "pending", "started": None, "ended": None, "seconds": None, "outputs": {},
-            "fingerprint": None, "backend": None, "warnings": [], "error": None, "attempts": 0,
-            "meta": {}}

@@ -9,28 +9,26 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from cpwhisperx import __version__, config, fsutil, hardware, registry
 from cpwhisperx.errors import ConfigError, CpwError, MediaError
-from cpwhisperx.jobs import Job, Manifest
+from cpwhisperx.jobs import Job, Manifest, OutputFile
 from cpwhisperx.progress import Reporter, Row
 from cpwhisperx.stages import Stage, StageContext, asr, demux
 
 
-def _file_record(path: Path) -> dict[str, Any]:
+def _file_record(path: Path) -> OutputFile:
     stat = path.stat()
-    return {"sha256": fsutil.sha256_file(path), "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns}
+    return OutputFile(sha256=fsutil.sha256_file(path), size=stat.st_size,
+                      mtime_ns=stat.st_mtime_ns)
 
 
-def _intact(root: Path, outputs: dict[str, dict[str, Any]]) -> bool:
+def _intact(root: Path, outputs: dict[str, OutputFile]) -> bool:
     for rel, record in outputs.items():
         path = root / rel
-        if not path.is_file() or path.stat().st_size != record["size"]:
+        if not path.is_file() or path.stat().st_size != record.size:
             return False
-        if (path.stat().st_mtime_ns != record["mtime_ns"]
-                and fsutil.sha256_file(path) != record["sha256"]):
+        if path.stat().st_mtime_ns != record.mtime_ns and fsutil.sha256_file(path) != record.sha256:
             return False
     return True
 
@@ -38,8 +36,7 @@ def _intact(root: Path, outputs: dict[str, dict[str, Any]]) -> bool:
 def _fingerprint(module: Stage, ctx: StageContext, manifest: Manifest) -> str:
     payload = {"stage": module.NAME, "version": __version__,
                "config": module.fingerprint_config(ctx),
-               "inputs": {up: {rel: rec["sha256"]
-                               for rel, rec in manifest.stage(up)["outputs"].items()}
+               "inputs": {up: {rel: rec.sha256 for rel, rec in manifest.stage(up).outputs.items()}
                           for up in module.INPUTS}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -94,7 +91,7 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
         ctx = replace(ctx, log=log)
         try:
             entry = manifest.stage(name)
-            done = entry["status"] == "done" and _intact(job.root, entry["outputs"])
+            done = entry.status == "done" and _intact(job.root, entry.outputs)
             try:
                 fingerprint = _fingerprint(module, ctx, manifest)
             except MediaError as exc:
@@ -102,12 +99,12 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
                     raise
                 # The media moved or went away after demux: what was made from it still holds.
                 reporter.info(f"warning ({name}): {exc.message}; kept the earlier result")
-                fingerprint = entry["fingerprint"]
-            if done and entry["fingerprint"] == fingerprint:
+                fingerprint = entry.fingerprint or ""
+            if done and entry.fingerprint == fingerprint:
                 manifest.mark_reused(name)
                 log.info("reused: inputs and settings unchanged")
-                return Row(name, "reused", entry["seconds"], entry["backend"] or "-",
-                           "; ".join(entry["warnings"]))
+                return Row(name, "reused", entry.seconds, entry.backend or "-",
+                           "; ".join(entry.warnings))
             _remove_partials(ctx.dir(name), job.outputs)
             ctx.dir(name).mkdir(parents=True, exist_ok=True)
             manifest.mark_running(name, fingerprint)

@@ -6,16 +6,21 @@ and of the native libraries go, is each task's log file (``LOG`` until the first
 engines it loads stay loaded for the next task (``isolation.reuse``); stdin's EOF ends it.
 """
 
+import json
 import logging
 import os
 import queue
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from cpwhisperx import faults, fsutil, registry
 from cpwhisperx.errors import CpwError, EngineUnavailable
-from cpwhisperx.isolation import ERROR_EXIT, RETRY_EXIT
+from cpwhisperx.isolation import ERROR_EXIT, RETRY_EXIT, Task
+
+if TYPE_CHECKING:
+    from cpwhisperx.stages import WorkerStage
 
 
 def _progress(fraction: float) -> None:
@@ -43,13 +48,19 @@ def _log_to(path: str) -> None:
     os.close(fd)
 
 
-def run(task: dict) -> int:
-    fault = faults.active(task["kind"], task["attempt"])
+def load(task_file: Path) -> tuple["WorkerStage", Task]:
+    """The task's stage module and the task, as that stage's ``Task`` model."""
+    data = json.loads(task_file.read_text(encoding="utf-8"))
+    stage = cast("WorkerStage", registry.module(data["kind"]))
+    return stage, stage.Task.model_validate(data)
+
+
+def run(stage: "WorkerStage", task: Task) -> int:
+    fault = faults.active(task.kind, task.attempt)
     try:
         if fault in ("segv", "oom", "hang"):
             faults.crash(fault)
-        result = registry.module(task["kind"]).work(task, _progress)  # type: ignore[attr-defined]
-        fsutil.write_json(Path(task["result"]), result)
+        fsutil.write_json(Path(task.result), stage.work(task, _progress))
         if fault == "segv-after-write":
             faults.crash("segv")  # like MLX/CTranslate2 dying while freeing the model
     except CpwError as exc:
@@ -68,9 +79,9 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr, level=logging.INFO,
         format="%(asctime)s %(levelname)s worker[%(process)d] %(name)s: %(message)s")
     while True:
-        task = fsutil.read_json(Path(tasks.get()))
-        _log_to(task["log"])
-        print(f"exit {run(task)}", flush=True)
+        stage, task = load(Path(tasks.get()))
+        _log_to(task.log)
+        print(f"exit {run(stage, task)}", flush=True)
 
 
 if __name__ == "__main__":

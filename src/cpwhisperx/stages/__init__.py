@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cpwhisperx import isolation
 from cpwhisperx.config import Settings
 from cpwhisperx.fsutil import fit_stem
 from cpwhisperx.hardware import Resolved
@@ -42,9 +43,9 @@ class StageResult:
 class Stage(Protocol):
     """What a stage module has (``registry`` lists them): the stages whose outputs it reads,
     the settings its result depends on (with those outputs, its fingerprint: an unchanged one
-    is not run again) and how it runs. One that runs an engine in a worker process also has
-    ``work(task, progress) -> dict``, which the worker calls; one that needs something slow to
-    load in this process has ``warm(ctx)``, called in a thread once an earlier stage runs."""
+    is not run again) and how it runs. One that runs an engine in a worker process is a
+    ``WorkerStage``; one that needs something slow to load in this process has ``warm(ctx)``,
+    called in a thread once an earlier stage runs."""
 
     NAME: str
     INPUTS: tuple[str, ...]
@@ -52,3 +53,12 @@ class Stage(Protocol):
     def fingerprint_config(self, ctx: StageContext) -> dict[str, Any]: ...
 
     def run(self, ctx: StageContext) -> StageResult: ...
+
+
+class WorkerStage(Stage, Protocol):
+    """A stage whose engine runs in a worker process (``isolation``): the worker reads the
+    stage's ``Task`` from the task file and calls ``work``, whose result it writes."""
+
+    Task: type[isolation.Task]
+
+    def work(self, task: Any, progress: Callable[[float], None]) -> dict[str, Any]: ...

@@ -52,14 +52,22 @@ def _aligner(name: str, *, language: str, model: str) -> aligners.Aligner:
     return Wav2Vec2Aligner(language=language, model=model or None)
 
 
-def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
-    """In the worker: align every segment, in ``task["processes"]`` processes at once (runs
-    of segments of about equal length, one in this process); a segment that fails keeps
+class Task(isolation.Task):
+    audio: Path
+    transcript: Path
+    aligner: str
+    model: str  # ALIGNMENT_MODEL; "" for the aligner's default
+    processes: int = 1
+
+
+def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
+    """In the worker: align every segment, in ``task.processes`` processes at once (runs of
+    segments of about equal length, one in this process); a segment that fails keeps
     Whisper's words."""
-    transcript = Transcript.from_dict(fsutil.read_json(Path(task["transcript"])))
+    transcript = Transcript.from_dict(fsutil.read_json(task.transcript))
     segments = transcript.segments
-    runs = _runs([s.end - s.start for s in segments], task.get("processes", 1))
-    args = (task["aligner"], transcript.language, task["model"], task["audio"])
+    runs = _runs([s.end - s.start for s in segments], task.processes)
+    args = (task.aligner, transcript.language, task.model, task.audio)
     # Forked, a process starts at once with this one's imports; elsewhere forking is unsafe.
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     with concurrent.futures.ProcessPoolExecutor(max(1, len(runs) - 1),
@@ -71,10 +79,10 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
         parts += [future.result() for future in others]
     aligned = [seg for part, _ in parts for seg in part]
     failed = [why for _, part in parts for why in part]
-    with media.WavReader(Path(task["audio"])) as audio:
+    with media.WavReader(task.audio) as audio:
         duration = len(audio) / media.SAMPLE_RATE
     result = tidy(Transcript(transcript.language, tuple(aligned), transcript.meta), duration)
-    meta = {**transcript.meta, "word_times": task["aligner"], "unaligned_segments": failed}
+    meta = {**transcript.meta, "word_times": task.aligner, "unaligned_segments": failed}
     progress(1.0)
     return Transcript(result.language, result.segments, meta).to_dict()
 
@@ -91,13 +99,13 @@ def _runs(lengths: list[float], processes: int) -> list[tuple[int, int]]:
     return [*runs, (lo, len(lengths))]
 
 
-def _align(name: str, language: str, model: str, audio_path: str, segments: Sequence[Segment],
+def _align(name: str, language: str, model: str, audio_path: Path, segments: Sequence[Segment],
            progress: Callable[[float], None] = lambda _done: None
            ) -> tuple[list[Segment], list[str]]:
     """The segments with the aligner's word times, and why each that kept Whisper's failed."""
     aligner = _aligner(name, language=language, model=model)
     aligned, failed = [], []
-    with media.WavReader(Path(audio_path)) as audio:  # each segment read as aligned
+    with media.WavReader(audio_path) as audio:  # each segment read as aligned
         for i, seg in enumerate(segments):
             texts = [w.text for w in seg.words] or seg.text.split()
             try:
@@ -138,11 +146,10 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(outputs=[out], backend=kept)
     if not aligners.available(name):
         raise CpwError(f"ALIGNMENT_BACKEND={name} is not installed: {aligners.INSTALL[name]}")
-    task = {"audio": str(separate.audio_path(ctx.job)), "aligner": name,
-            "model": ctx.settings.alignment_model,
-            # pocketsphinx is one thread: a process per core (wav2vec2 has torch's threads).
-            "processes": ctx.resolved.cpu_threads if name == "pocketsphinx" else 1,
-            "transcript": str(asr.transcript_path(ctx.job))}
+    task = Task(audio=separate.audio_path(ctx.job), transcript=asr.transcript_path(ctx.job),
+                aligner=name, model=ctx.settings.alignment_model,
+                # pocketsphinx is one thread: a process per core (wav2vec2 has torch's threads).
+                processes=ctx.resolved.cpu_threads if name == "pocketsphinx" else 1)
     try:
         if name == "wav2vec2" and ctx.settings.alignment_backend in AUTO:
             from cpwhisperx.engines.align import wav2vec2

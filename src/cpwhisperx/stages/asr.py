@@ -75,20 +75,31 @@ def _engine(resolved: hardware.Resolved, *, model: models.ModelRef,
     return asr_engines.create(resolved, model=model, beam_size=beam_size, prompt=prompt)
 
 
-def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
+class Task(isolation.Task):
+    audio: Path
+    regions: list[tuple[float, float]]  # speech, in seconds
+    model: models.ModelRef
+    resolved: hardware.Resolved
+    language: str | None  # None: detected on the first speech
+    beam_size: int
+    word_timestamps: bool
+    prompt: asr_engines.Prompt
+    native_script: bool  # Indic languages in their own script (HINDI_SCRIPT=devanagari)
+    journal: Path
+    journal_key: str  # the stage's fingerprint: a journal of other inputs is not resumed
+
+
+def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: load the model once, decode the speech chunk by chunk (each decoding step
     and each chunk journaled as it finishes, so a rerun picks up after the last step), return
     the transcript as a dict."""
-    resolved = hardware.Resolved(**task["resolved"])
-    ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
-                          source=task["model_source"])
-    engine = _engine(resolved, model=ref, beam_size=task["beam_size"],
-                     prompt=asr_engines.Prompt(**task["prompt"]))
-    asr_engines.check_language(task["language"], multilingual=engine.multilingual)
+    resolved, ref = task.resolved, task.model
+    engine = _engine(resolved, model=ref, beam_size=task.beam_size, prompt=task.prompt)
+    asr_engines.check_language(task.language, multilingual=engine.multilingual)
     size = resolved.batch_size
-    windows = asr_engines.lanes([tuple(r) for r in task["regions"]], batch_size=size)
+    windows = asr_engines.lanes(task.regions, batch_size=size)
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
-    journal = Journal(Path(task["journal"]), key=task["journal_key"])
+    journal = Journal(task.journal, key=task.journal_key)
     loaded = journal.load()
     entries = [e for e in loaded if "segments" in e]  # finished chunks
     resumed = len(entries)
@@ -103,10 +114,10 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
     kept_steps = sum(e["chunk"] == resumed for e in loaded if "segments" not in e)
     log.info("%d windows in %d chunks; %d chunks and %d decoding steps kept from an earlier run",
              len(windows), len(chunks), resumed, kept_steps)
-    language, probability = task["language"], None
+    language, probability = task.language, None
     if language is None and loaded:  # detected by the run that journaled them
         language, probability = loaded[0]["language"], loaded[0]["language_probability"]
-    with media.WavReader(Path(task["audio"])) as audio:
+    with media.WavReader(task.audio) as audio:
         for index in range(resumed, len(chunks)):
             audios = [window.read(audio) for window in chunks[index]]
             if language is None:  # detected once, on the first window of speech
@@ -118,12 +129,12 @@ def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, A
                 progress((index + done) / len(chunks))
 
             decoded = engine.decode(audios, language=language,
-                                    word_timestamps=task["word_timestamps"],
+                                    word_timestamps=task.word_timestamps,
                                     on_progress=chunk_progress, steps=steps("step", where))
             redecoded = 0
-            if task["native_script"] and language in scripts.NATIVE_SCRIPTS:
+            if task.native_script and language in scripts.NATIVE_SCRIPTS:
                 decoded, redecoded = _in_native_script(engine, audios, decoded, language=language,
-                                                       word_timestamps=task["word_timestamps"],
+                                                       word_timestamps=task.word_timestamps,
                                                        steps=steps("retry", where))
             placed = [window.place(_nfc(seg)) for window, segs
                         in zip(chunks[index], decoded, strict=True) for seg in segs]
@@ -200,19 +211,16 @@ def run(ctx: StageContext) -> StageResult:
     # worker's timeout, and a retry must not fetch it again.
     ref = models.resolve(model_name(ctx))
     ctx.log.info("model %s from %s: %s", ref.name, ref.source, ref.path)
-    task = {"audio": str(separate.audio_path(ctx.job)), "regions": regions, "model": ref.name,
-            "model_source": ref.source, "language": language,
-            "beam_size": asr_engines.beam_size(ctx.settings.beam_size, language or "auto"),
-            "word_timestamps": ctx.settings.alignment_backend != "none",
-            "prompt": asdict(prompt(ctx.settings)),
-            "native_script": ctx.settings.hindi_script == "devanagari",
-            "journal": str(journal_path(ctx.job)), "journal_key": ctx.fingerprint}
     chain = [ctx.resolved]
     if (retry := hardware.fallback(ctx.resolved)) is not None:
         chain.append(retry)
-    attempts = [(f"{r.backend} {r.device}/{r.compute_type}",
-                 {**task, "resolved": asdict(r), "model_path": str(_model_path(ref, r))})
-                for r in chain]
+    attempts = [(f"{r.backend} {r.device}/{r.compute_type}", Task(
+        audio=separate.audio_path(ctx.job), regions=regions, language=language, resolved=r,
+        model=replace(ref, path=_model_path(ref, r)),
+        beam_size=asr_engines.beam_size(ctx.settings.beam_size, language or "auto"),
+        word_timestamps=ctx.settings.alignment_backend != "none", prompt=prompt(ctx.settings),
+        native_script=ctx.settings.hindi_script == "devanagari",
+        journal=journal_path(ctx.job), journal_key=ctx.fingerprint)) for r in chain]
     timeout = ctx.settings.asr_timeout_s or 600 + 5 * duration
     used, warnings = isolation.run_chain(NAME, attempts, result=out, timeout=timeout,
                                          log_file=ctx.job.log_file(NAME),

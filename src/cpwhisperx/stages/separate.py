@@ -41,11 +41,18 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
             "model": ctx.settings.separation_model if method == "demucs" else None}
 
 
-def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
-    """In the worker: write the cleaned audio to ``task["vocals"]``, return its statistics."""
-    separator = separators.create(task["method"], model=task["model"],
-                                  cpu_threads=task["cpu_threads"])
-    return separator.process(Path(task["audio"]), Path(task["vocals"]), on_progress=progress)
+class Task(isolation.Task):
+    method: str
+    model: str
+    audio: Path
+    vocals: Path  # written here
+    cpu_threads: int
+
+
+def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
+    """In the worker: write the cleaned audio to ``task.vocals``, return its statistics."""
+    separator = separators.create(task.method, model=task.model, cpu_threads=task.cpu_threads)
+    return separator.process(task.audio, task.vocals, on_progress=progress)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -61,8 +68,9 @@ def run(ctx: StageContext) -> StageResult:
         raise CpwError("SOURCE_SEPARATION=demucs needs torch and demucs: install a CPU torch, "
                        "then pip install 'cpwhisperx[torch]'; or use deepfilternet")
     duration = fsutil.read_json(demux.info_path(ctx.job))["duration"]
-    task = {"method": method, "audio": str(demux.audio_path(ctx.job)), "vocals": str(partial),
-            "model": ctx.settings.separation_model, "cpu_threads": ctx.resolved.cpu_threads}
+    task = Task(method=method, model=ctx.settings.separation_model,
+                audio=demux.audio_path(ctx.job), vocals=partial,
+                cpu_threads=ctx.resolved.cpu_threads)
     used, warnings = isolation.run_chain(NAME, [(method, task)], result=stats,
                                          timeout=300 + 2 * duration,
                                          log_file=ctx.job.log_file(NAME),

@@ -11,7 +11,6 @@ IndicTrans2 run in a worker process like ASR; the LLM client runs here.
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -219,21 +218,19 @@ def _in_worker(ctx: StageContext, engine: str, model: str,
     Models are found (or downloaded) here; IndicTrans2's is converted in the worker."""
     if engine == "whisper":
         ref = models.resolve(model)
-        where = {"model": ref.name, "model_path": str(ref.path), "model_source": ref.source}
     else:
         resolve = nllb.resolve if engine == "nllb" else indictrans2.resolve
-        path = resolve(model, offline=models.offline())
-        where = {"model": model, "model_path": str(path), "model_source": engine}
-    task = {"engine": engine, **where, "audio": str(separate.audio_path(ctx.job)),
-            "source": source, "target": target,
-            "beam_size": asr_engines.beam_size(ctx.settings.beam_size, source),
-            "spans": [(u.start, u.end) for u in units], "texts": [u.text for u in units],
-            "keys": list(keys), "cache": str(cache().path)}
+        ref = models.ModelRef(name=model, path=resolve(model, offline=models.offline()),
+                              source=engine)
     chain = [ctx.resolved]
     if (retry := hardware.fallback(ctx.resolved)) is not None:
         chain.append(retry)
-    attempts = [(f"{engine} {r.device}/{r.compute_type}", {**task, "resolved": asdict(r)})
-                for r in chain]
+    attempts = [(f"{engine} {r.device}/{r.compute_type}", Task(
+        engine=engine, model=ref, resolved=r, audio=separate.audio_path(ctx.job),
+        source=source, target=target,
+        beam_size=asr_engines.beam_size(ctx.settings.beam_size, source),
+        spans=[(u.start, u.end) for u in units], texts=[u.text for u in units],
+        keys=list(keys), cache=cache().path)) for r in chain]
     timeout = 600 + 5 * sum(u.end - u.start for u in units)
     used, warnings = isolation.run_chain(NAME, attempts, result=ctx.dir(NAME) / f"{engine}.json",
                                          timeout=timeout, log_file=ctx.job.log_file(NAME),
@@ -243,44 +240,56 @@ def _in_worker(ctx: StageContext, engine: str, model: str,
                                 f"({'; '.join(warnings)}); details in {ctx.job.log_file(NAME)}")
 
 
-def work(task: dict[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
+class Task(isolation.Task):
+    engine: str  # one of WORKER_ENGINES
+    model: models.ModelRef
+    resolved: hardware.Resolved
+    source: str
+    target: str
+    texts: list[str]  # the sentences to translate,
+    keys: list[str]  # their keys in the cache at ``cache``,
+    spans: list[tuple[float, float]]  # and their times, for Whisper (which hears ``audio``)
+    audio: Path
+    beam_size: int
+    cache: Path
+
+
+def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: translate, putting what is done into the cache as it is done."""
-    resolved = hardware.Resolved(**task["resolved"])
-    store = translation.Cache(Path(task["cache"]))
-    if task["engine"] in ("nllb", "indictrans2"):
-        engine = (nllb.NllbTranslator if task["engine"] == "nllb"
+    resolved = task.resolved
+    store = translation.Cache(task.cache)
+    if task.engine in ("nllb", "indictrans2"):
+        engine = (nllb.NllbTranslator if task.engine == "nllb"
                   else indictrans2.IndicTrans2Translator)
-        translator = engine(model=Path(task["model_path"]), device=resolved.device,
+        translator = engine(model=task.model.path, device=resolved.device,
                             compute_type=resolved.compute_type,
                             cpu_threads=resolved.cpu_threads)
-        texts, keys, size = task["texts"], task["keys"], translator.batch_size
+        texts, keys, size = task.texts, task.keys, translator.batch_size
         for done in range(0, len(texts), size):
-            out = translator.translate(texts[done:done + size], source=task["source"],
-                                       target=task["target"], context="")
+            out = translator.translate(texts[done:done + size], source=task.source,
+                                       target=task.target, context="")
             store.put({k: t for k, t in zip(keys[done:done + size], out, strict=True) if t})
             progress(min(1.0, (done + size) / len(texts)))
         return {"sentences": len(texts)}
-    texts = _whisper(task, resolved, progress)
-    store.put({k: t for k, t in zip(task["keys"], texts, strict=True) if t})
+    texts = _whisper(task, progress)
+    store.put({k: t for k, t in zip(task.keys, texts, strict=True) if t})
     return {"sentences": len(texts)}
 
 
-def _whisper(task: dict[str, Any], resolved: hardware.Resolved,
-             progress: Callable[[float], None]) -> list[str]:
+def _whisper(task: Task, progress: Callable[[float], None]) -> list[str]:
     """Whisper's translate task on the sentences' audio, packed into windows of at most 30 s;
     each translated segment goes to the sentence holding its middle."""
-    ref = models.ModelRef(name=task["model"], path=Path(task["model_path"]),
-                          source=task["model_source"])
-    engine = asr_engines.create(resolved, model=ref, beam_size=task["beam_size"])
+    ref = task.model
+    engine = asr_engines.create(task.resolved, model=ref, beam_size=task.beam_size)
     if not engine.multilingual:
         raise CpwError(f"Whisper translation needs a multilingual model, and {ref.name} is "
                        "English-only: set WHISPER_MODEL to base, small, ...")
-    spans = [tuple(s) for s in task["spans"]]
+    spans = task.spans
     parts: list[list[str]] = [[] for _ in spans]
     windows = asr_engines.speech_windows(spans)
-    with media.WavReader(Path(task["audio"])) as audio:
+    with media.WavReader(task.audio) as audio:
         for n, window in enumerate(windows):
-            for segment in engine.translate(window.read(audio), language=task["source"]):
+            for segment in engine.translate(window.read(audio), language=task.source):
                 placed = window.place(segment)
                 middle = (placed.start + placed.end) / 2
                 nearest = min(range(len(spans)), key=lambda i: _distance(spans[i], middle))
