@@ -1,3 +1,4 @@
+import concurrent.futures
 import fcntl
 import multiprocessing as mp
 import threading
@@ -36,6 +37,21 @@ def test_concurrent_prepares_get_different_ids(tmp_path: Path) -> None:
     assert len(set(ids)) == n
     assert all(jobs.JOB_ID.match(i) for i in ids)
     assert sorted(int(i.rsplit("-", 1)[1]) for i in ids) == list(range(1, n + 1))
+
+
+def test_concurrent_prepares_in_threads_of_one_process(tmp_path: Path) -> None:
+    """As the server's request threads do: no thread trips over another's write test."""
+    n = 16
+    barrier = threading.Barrier(n)
+
+    def prepare(_: int) -> str:
+        barrier.wait()
+        return jobs.create(tmp_path, media=clip("en_jfk"), workflow="transcribe",
+                           settings=Settings()).id
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        ids = list(pool.map(prepare, range(n)))
+    assert len(set(ids)) == n
 
 
 def test_job_layout(tmp_path: Path) -> None:

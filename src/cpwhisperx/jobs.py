@@ -5,8 +5,8 @@ import datetime as dt
 import errno
 import fcntl
 import getpass
-import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,9 +111,9 @@ class Job:
 def _ensure_dir(path: Path, out_root: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        # A name of its own: threads of one process (the server's) create jobs at once too.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
     except OSError as exc:
         raise CpwError(f"cannot write to output folder {out_root}: "
                        f"{exc.strerror or exc}; choose another with --out or CPWHISPERX_OUT"
