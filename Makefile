@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps demo test test-fast lint bench clean
+.PHONY: install system-deps browser-deps demo test test-fast lint bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -15,6 +15,13 @@ system-deps:
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; \
 	  elif command -v brew >/dev/null; then brew install ffmpeg; \
 	  else echo "install ffmpeg with your package manager, then run make again" >&2; exit 1; fi; }
+
+# The page's tests drive Debian's Chromium with Playwright (its own browser download is not used).
+browser-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Chromium to run the page's tests (they are skipped without it)" >&2; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 needed")'
@@ -42,10 +49,10 @@ LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_O
 $(VENV)/.extras: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
 	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' LLAMA_CPP_BUILD_JOBS=$$(nproc) \
-	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm,indic]'
+	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm,indic,web]'
 	touch $@
 
-test: lint $(VENV)/.extras
+test: lint $(VENV)/.extras browser-deps
 	$(BIN)/pytest -q --durations=15
 
 # Under a minute, no Whisper model: the runner with fake stages, settings, text and timing rules.

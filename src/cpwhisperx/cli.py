@@ -173,6 +173,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.main(out_root=_out_root(args), as_json=args.json)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from cpwhisperx.web import app
+    except ImportError as exc:
+        raise CpwError(f"serve needs the [web] extra ({exc.name} is missing): "
+                       "pip install 'cpwhisperx[web]'") from None
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    roots = tuple(Path(os.path.abspath(os.path.expanduser(r))) for r in args.allow_root)
+    config = app.ServerConfig(out=_out_root(args), workers=args.workers,
+                              token=os.environ.get("CPWHISPERX_API_TOKEN", ""),
+                              max_upload_mb=args.max_upload_mb, allowed_roots=roots)
+    print(f"serving http://{args.host}:{args.port}/ (jobs in {config.out})", file=sys.stderr)
+    app.serve(config, host=args.host, port=args.port)
+    return 0
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--source-language", metavar="LANG",
                         help="spoken language code (en, hi, ...) or auto (default: auto)")
@@ -280,6 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(subtitle)
     _add_target_flags(subtitle, subtitles=True)
     subtitle.set_defaults(func=cmd_transcribe, workflow="subtitle")
+
+    serve = sub.add_parser("serve", parents=[common],
+                           help="the web app and an OpenAI-compatible API ([web] extra)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="jobs run at once (default 1: one per device)")
+    serve.add_argument("--max-upload-mb", type=int, default=2048)
+    serve.add_argument("--allow-root", action="append", default=[], metavar="FOLDER",
+                       help="a folder whose files jobs may name by path (repeatable)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -19,6 +19,24 @@ def tracks_path(job: Job) -> Path:
     return job.stage_dir(NAME) / "tracks.json"
 
 
+def edits_path(job: Job, language: str) -> Path:
+    """A language's events as a person edited them (the web app): used as they are, instead
+    of the events made from the transcript, until the file is removed."""
+    return _edits(job) / f"subtitles.{language}.json"
+
+
+def _edits(job: Job) -> Path:
+    return job.root / "edits"
+
+
+def edited(job: Job, language: str) -> list[subtitles.Event] | None:
+    path = edits_path(job, language)
+    if not path.is_file():
+        return None
+    return [subtitles.Event(start=e["start"], end=e["end"], lines=tuple(e["text"].split("\n")))
+            for e in fsutil.read_json(path)["events"]]
+
+
 def style_config(ctx: StageContext) -> dict[str, Any]:
     """The settings subtitle events depend on (this stage's, and the export's plain SRT)."""
     s = ctx.settings
@@ -27,7 +45,10 @@ def style_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
-    return {"targets": ctx.settings.targets, **style_config(ctx), "stem": ctx.stem}
+    edits = {path.name: fsutil.sha256_file(path)
+             for path in sorted(_edits(ctx.job).glob("subtitles.*.json"))}
+    return {"targets": ctx.settings.targets, **style_config(ctx), "stem": ctx.stem,
+            **({"edits": edits} if edits else {})}
 
 
 def timed_events(ctx: StageContext, transcript: Transcript
@@ -59,6 +80,7 @@ def run(ctx: StageContext) -> StageResult:
         source = (transcript if language == transcript.language else Transcript.from_dict(
             fsutil.read_json(translate.transcript_path(ctx.job, language))))
         events, style = timed_events(ctx, source)
+        events = edited(ctx.job, language) or events
         report = subtitles.check(events, style, language=language)
         cues = [(e.start, e.end, e.text) for e in events]
         srt_path = ctx.job.outputs / f"{ctx.stem}.{language}.srt"

@@ -1,0 +1,1 @@
+"""The web service: `cpwhisperx serve` (the [web] extra)."""

@@ -1,0 +1,136 @@
+"""Runs the queue's jobs: ``workers`` slots, each a thread feeding a runner process
+(``web.runner``) one job at a time and keeping what it says about progress."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cpwhisperx.web.jobqueue import Entry, Queue
+
+MESSAGES_KEPT = 50  # a job's latest messages, for the page
+JOBS_KEPT = 200  # jobs whose live state is kept after they end
+
+
+@dataclass
+class Live:
+    """What a running job's runner last said."""
+
+    stage: str = ""
+    fraction: float = 0.0
+    messages: list[str] = field(default_factory=list)
+    version: int = 0  # bumped on each change: the event stream sends what is new
+
+
+class _Runner:
+    def __init__(self, out: Path, log: Path) -> None:
+        with log.open("a", encoding="utf-8") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cpwhisperx.web.runner", str(out)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                start_new_session=True)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class Scheduler:
+    def __init__(self, queue: Queue, *, out: Path, workers: int) -> None:
+        self.queue, self.out, self.workers = queue, out, workers
+        self.live: dict[str, Live] = {}
+        self._running: dict[str, _Runner] = {}  # job id → the runner it is on
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._slot, name=f"slot {n}", daemon=True)
+                         for n in range(workers)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Runners are let go: a job they were running stays queued as running, for the next
+        start of the server to resume."""
+        self._stop.set()
+        with self._lock:
+            busy = list(self._running.values())
+        for runner in busy:
+            runner.close()  # its job's output ends: the slot sees that we stop
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop the job where it is; the queue already says cancelled."""
+        with self._lock:
+            runner = self._running.get(job_id)
+        if runner is not None:
+            runner.kill()
+
+    def _slot(self) -> None:
+        runner: _Runner | None = None
+        try:
+            while not self._stop.is_set():
+                entry = self.queue.take(timeout=0.5)
+                if entry is None:
+                    continue
+                if runner is None or runner.proc.poll() is not None:
+                    runner = _Runner(self.out, self.out / "serve.log")
+                state, error = self._run(runner, entry)
+                if state == "":  # stopping: the job stays running, to be resumed
+                    return
+                self.queue.finish(entry.id, state, error)
+        finally:
+            if runner is not None:
+                runner.close()
+
+    def _run(self, runner: _Runner, entry: Entry) -> tuple[str, str | None]:
+        """The job's final state and error; ("", None) when the server is stopping."""
+        live = self.live[entry.id] = Live()
+        for old in list(self.live)[:-JOBS_KEPT]:
+            del self.live[old]
+        with self._lock:
+            self._running[entry.id] = runner
+        try:
+            assert runner.proc.stdin is not None and runner.proc.stdout is not None
+            runner.proc.stdin.write(entry.id + "\n")
+            runner.proc.stdin.flush()
+            for line in runner.proc.stdout:
+                kind, _, rest = line.rstrip("\n").partition(" ")
+                if kind == "stage":
+                    live.stage, live.fraction = rest, 0.0
+                elif kind == "progress":
+                    with contextlib.suppress(ValueError):
+                        live.fraction = float(rest.rpartition(" ")[2])
+                elif kind == "info":
+                    live.messages = [*live.messages[-MESSAGES_KEPT + 1:], rest]
+                elif kind == "done":
+                    return "done", None
+                elif kind == "failed":
+                    return "failed", rest.partition(" ")[2]
+                live.version += 1
+                if self._stop.is_set():
+                    return "", None
+        except BrokenPipeError:
+            pass  # the runner died before it could read the job
+        finally:
+            with self._lock:
+                self._running.pop(entry.id, None)
+            live.version += 1
+        if self._stop.is_set():
+            return "", None
+        code = runner.proc.wait()
+        return "failed", f"the job's process died (exit {code}); run it again to resume"

@@ -1,0 +1,242 @@
+"""``cpwhisperx serve``: the OpenAI-compatible API through OpenAI's own client, our jobs API,
+the queue surviving a kill, a bounded load, and every refusal as a 4xx with one JSON line."""
+
+import concurrent.futures
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import srt
+
+from conftest import assert_times_valid, clip, job_root, stage_status, wait_for, wer_against
+
+pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+from web_server import Server, free_port, start, stop
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("serve")
+    running = start(root / "out", "--max-upload-mb", "3",
+                    "--allow-root", str(clip("en_jfk").parent))
+    yield running
+    stop(running)
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the runner and its model worker)."""
+    total = 0.0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
+            if int(fields["Pid"]) == pid or _descends(int(fields["Pid"]), pid):
+                total += int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+    return total
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _processes_of(out: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if str(out).encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+    return found
+
+
+def test_openai_client_gets_text_and_word_times(server: Server) -> None:
+    client = server.openai()
+    with clip("en_jfk").open("rb") as fh:
+        result = client.audio.transcriptions.create(
+            file=fh, model="tiny.en", response_format="verbose_json",
+            timestamp_granularities=["word"])
+    assert wer_against("en_jfk", result.text) <= 0.1
+    assert result.language == "english" and abs(result.duration - 11.0) < 0.1
+    words = result.words or []
+    assert len(words) >= 20
+    assert all(0 <= w.start < w.end <= result.duration for w in words)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(words))
+    assert " ".join(w.word for w in words).split() == result.text.split()
+
+    with clip("en_jfk").open("rb") as fh:
+        subtitles = client.audio.transcriptions.create(file=fh, model="tiny.en",
+                                                       response_format="srt")
+    cues = list(srt.parse(subtitles))
+    assert cues and all(c.start < c.end for c in cues)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
+    assert wer_against("en_jfk", " ".join(c.content for c in cues)) <= 0.1
+
+    with clip("en_jfk").open("rb") as fh:
+        plain = client.audio.transcriptions.create(file=fh, model="whisper-1", language="en")
+    assert wer_against("en_jfk", plain.text) <= 0.1
+
+
+def test_openai_translation_is_english(server: Server) -> None:
+    with clip("hi_kitchen").open("rb") as fh:
+        result = server.openai().audio.translations.create(file=fh, model="base",
+                                                           response_format="verbose_json")
+    assert result.text.strip() and result.text.isascii()  # English, not Devanagari
+    assert result.language == "english"  # as OpenAI's: the output's language
+
+
+def test_jobs_api_from_a_path_with_progress_events_and_outputs(server: Server) -> None:
+    with server.client() as client:
+        made = client.post("/api/jobs", data={"path": str(clip("en_jfk")),
+                                              "workflow": "transcribe", "source_language": "en"})
+        assert made.status_code == 201, made.text
+        job_id = made.json()["id"]
+        assert job_id in [j["id"] for j in client.get("/api/jobs").json()]
+        events = []
+        with client.stream("GET", f"/api/jobs/{job_id}/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+        assert events[-1]["state"] == "done", events[-1]
+        # Live progress on the way (a stage and how far it is), every stage done at the end.
+        assert any(e["state"] == "running" and e["stage"] and 0 <= e["fraction"] <= 1
+                   for e in events)
+        assert {e["status"] for e in events[-1]["manifest"]["stages"].values()} == {"done"}
+        detail = client.get(f"/api/jobs/{job_id}").json()
+        assert "en_jfk.srt" in detail["outputs"]
+        got = client.get(f"/api/jobs/{job_id}/outputs/en_jfk.json")
+        assert got.status_code == 200
+        transcript = got.json()
+        assert_times_valid(transcript, 11.0)
+
+        deleted = client.delete(f"/api/jobs/{job_id}")
+        assert deleted.status_code == 200
+        assert client.get(f"/api/jobs/{job_id}").status_code == 404
+        assert not list(server.out.glob(f"*/*/{job_id}"))
+
+
+def _error(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    message = response.json()["error"]["message"]
+    assert message and "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_refusals_are_4xx_with_one_json_line(server: Server, tmp_path: Path) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+        assert "token" in _error(anonymous.get("/api/jobs"), 401)
+        assert "token" in _error(anonymous.post("/v1/audio/transcriptions"), 401)
+        wrong = anonymous.get("/api/jobs", headers={"Authorization": "Bearer nope"})
+        _error(wrong, 401)
+
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"\0" * (4 * 1024 * 1024))
+    text = tmp_path / "speech.mp3"
+    text.write_text("this is not audio at all\n" * 20)
+    with server.client() as client:
+        with big.open("rb") as fh:
+            assert "larger than 3 MB" in _error(
+                client.post("/v1/audio/transcriptions", files={"file": fh},
+                            data={"model": "tiny.en"}), 413)
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it comes
+            yield (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"'
+                   b"\r\n\r\n")
+            yield from (b"\0" * (1 << 20) for _ in range(4))
+            yield b"\r\n--b--\r\n"
+
+        assert "larger than 3 MB" in _error(client.post(
+            "/v1/audio/transcriptions", content=chunked(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"}), 413)
+        with text.open("rb") as fh:
+            assert "not a media file" in _error(
+                client.post("/v1/audio/transcriptions", files={"file": fh},
+                            data={"model": "tiny.en"}), 415)
+        no_audio = clip("media_no_audio_mp4")
+        with no_audio.open("rb") as fh:
+            _error(client.post("/api/jobs", files={"file": fh}), 415)
+        # Paths: only inside --allow-root, after resolving .. and symlinks.
+        inside = clip("en_jfk").parent
+        for path in ("/etc/passwd", f"{inside}/../../../etc/passwd", str(tmp_path)):
+            _error(client.post("/api/jobs", data={"path": path}), 403)
+        link = inside / ".." / "clips" / "missing.flac"
+        _error(client.post("/api/jobs", data={"path": str(link)}), 404)
+        # Ids and output names: nothing but what the server made.
+        for bad in ("..", "..%2F..%2Fetc", "job-20261204-root-0001%2F..%2F.."):
+            assert client.get(f"/api/jobs/{bad}").status_code == 404
+        made = client.post("/api/jobs", data={"path": str(clip("en_jfk")),
+                                              "workflow": "transcribe", "source_language": "en"})
+        job_id = made.json()["id"]
+        for name in ("..%2Fjob.json", "%2E%2E%2Fmanifest.json", "%2E%2E", "job.json"):
+            response = client.get(f"/api/jobs/{job_id}/outputs/{name}")
+            assert response.status_code == 404, (name, response.text)
+        _error(client.post("/api/jobs", data={"path": str(clip("en_jfk")),
+                                              "workflow": "dance"}), 400)
+        _error(client.post("/api/jobs", data={"path": str(clip("en_jfk")),
+                                              "source_language": "xx"}), 400)
+        _error(client.post("/v1/audio/transcriptions", data={"model": "tiny.en"}), 400)
+        with clip("en_jfk").open("rb") as fh:
+            _error(client.post("/v1/audio/transcriptions", files={"file": fh},
+                               data={"response_format": "docx"}), 400)
+        client.post(f"/api/jobs/{job_id}/cancel")
+
+
+def test_twenty_concurrent_requests_none_lost_memory_flat(server: Server) -> None:
+    client = server.openai()
+
+    def ask(_n: int) -> str:
+        with clip("en_jfk").open("rb") as fh:
+            return client.audio.transcriptions.create(file=fh, model="tiny.en",
+                                                      language="en").text
+
+    ask(0)  # the model loaded
+    before = _rss_mb(server.proc.pid)
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        texts = list(pool.map(ask, range(20)))
+    after = _rss_mb(server.proc.pid)
+    assert len(texts) == 20 and all(wer_against("en_jfk", t) <= 0.1 for t in texts)
+    assert after - before < 150, (before, after)
+
+
+def test_killed_during_asr_the_restarted_server_finishes_without_redoing_demux_and_vad(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    port = free_port()
+    first = start(out, "--allow-root", str(clip("en_lecture_plants").parent), port=port)
+    try:
+        with first.client() as client:
+            job_id = client.post("/api/jobs", data={
+                "path": str(clip("en_lecture_plants")), "workflow": "transcribe",
+                "source_language": "en"}).json()["id"]
+        manifest = job_root(out, job_id) / "manifest.json"
+        wait_for(lambda: stage_status(manifest, "asr") == "running")
+        time.sleep(1.0)  # into the model load / decoding
+    finally:
+        first.proc.kill()  # kill -9: no shutdown of any kind
+        first.proc.wait()
+    # Its runner and model worker see it gone and stop: nothing decodes for a dead server.
+    wait_for(lambda: not _processes_of(out), timeout=10)
+    assert stage_status(manifest, "asr") == "running"
+
+    second = start(out, port=port)
+    try:
+        with second.client() as client:
+            wait_for(lambda: client.get(f"/api/jobs/{job_id}").json()["state"] == "done",
+                     timeout=300)
+    finally:
+        stop(second)
+    runs = json.loads(manifest.read_text())["runs"]
+    assert runs[-1]["stages"]["demux"] == runs[-1]["stages"]["vad"] == "reused"
+    assert runs[-1]["stages"]["asr"] == "ran"
