@@ -16,7 +16,8 @@ import argparse
 import numpy as np
 from alignment import errors
 
-from cpwhisperx import evaluation, scripts, subtitles
+from cpwhisperx import evaluation
+from cpwhisperx.text import scripts, subtitles
 from cpwhisperx.transcript import Transcript
 
 

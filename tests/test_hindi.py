@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_times_valid, cli, clip, job_of, job_root
-from cpwhisperx import evaluation, scripts
+from cpwhisperx import evaluation
 
 # Urdu words built as Urdu spells them: syllables of a consonant, aspiration ھ, a vowel letter.
+from cpwhisperx.text import scripts
+
 CONSONANTS = "بپتٹثجچحخدڈذرڑزژسشصضطظعغفقکگلمنہ"
 ASPIRATED = [c + "ھ" for c in "بپتٹجچدڈڑکگ"]
 SYLLABLES = st.builds(str.__add__, st.sampled_from([*CONSONANTS, *ASPIRATED]),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, clip, error_line, job_of, job_root, wait_for
-from cpwhisperx import faults
+from cpwhisperx.runtime import faults
 
 FORMATS = {"json", "txt", "srt", "vtt", "tsv"}
 

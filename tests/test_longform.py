@@ -18,7 +18,7 @@ from conftest import REPO, assert_times_valid, cli, clip, job_root, stage_status
 from cpwhisperx import evaluation, media
 from cpwhisperx.engines import vad as vad_engines
 from cpwhisperx.engines.asr import LANE_S, MIN_LANE_S, WINDOW_S, Window, lanes, speech_windows
-from cpwhisperx.journal import Journal
+from cpwhisperx.runtime.journal import Journal
 from cpwhisperx.transcript import Segment, Word
 
 

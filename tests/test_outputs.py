@@ -14,9 +14,8 @@ import srt
 import webvtt
 
 from conftest import cli, clip, ffprobe_streams, job_of, job_root
-from cpwhisperx import subtitles
+from cpwhisperx.text import subtitles
 
-# (workflow, item, options): each workflow over the speech clips, the media and the no-speech
 # clips; Hindi through Whisper's own translation, the film through the acceptance command.
 RUNS = [
     *[("subtitle", name, ("-s", "en", "-t", "en"))

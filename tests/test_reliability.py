@@ -21,10 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, cli, clip, error_line, job_of, job_root, stage_status, wait_for
-from cpwhisperx import fsutil, jobs, pipeline
+from cpwhisperx import jobs, pipeline
 from cpwhisperx.errors import CpwError
 from cpwhisperx.languages import LANGUAGES
 from cpwhisperx.progress import Reporter
+from cpwhisperx.runtime import fsutil
 
 
 def _mount(*args: str) -> bool:

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from cpwhisperx import config, fsutil, jobs, pipeline, registry
+from cpwhisperx import config, jobs, pipeline, registry
 from cpwhisperx.errors import CpwError
 from cpwhisperx.progress import LogReporter
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageResult
 
 pytestmark = pytest.mark.fast

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import cli, clip, error_line, ffprobe_streams, job_of, job_root
-from cpwhisperx import evaluation, linebreaks, media, subtitles
+from cpwhisperx import evaluation, media
+from cpwhisperx.text import linebreaks, subtitles
 from cpwhisperx.transcript import Segment, Word
 
 VOCABULARY = ["the", "a", "house", "and", "river", "Anna", "said,", "quickly.", "with",
@@ -328,8 +329,9 @@ def test_subtitle_targets_are_checked(tmp_path: Path) -> None:
 
 @pytest.mark.fast
 def test_indic_languages_whisper_cannot_hear_are_targets_not_sources() -> None:
-    from cpwhisperx import config, scripts
+    from cpwhisperx import config
     from cpwhisperx.stages.mux import language_tag
+    from cpwhisperx.text import scripts
 
     settings = config.load_settings(job_file=None, cli={"TARGET_LANGUAGES": "en,or,mai,ks"})
     assert settings.targets == ["en", "or", "mai", "ks"]

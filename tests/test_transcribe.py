@@ -104,7 +104,7 @@ def _workers_of(root: Path) -> list[str]:
             args = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"cpwhisperx.worker" in args and any(str(root).encode() in a for a in args):
+        if b"cpwhisperx.runtime.worker" in args and any(str(root).encode() in a for a in args):
             found.append(cmdline.parent.name)
     return found
 

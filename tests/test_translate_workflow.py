@@ -20,8 +20,9 @@ from conftest import (
     no_hub,
     translate_jfk,
 )
-from cpwhisperx import scripts, translation
+from cpwhisperx import translation
 from cpwhisperx.engines.translate import llama_server, llm
+from cpwhisperx.text import scripts
 from cpwhisperx.transcript import Transcript
 
 FILM = "media_film_mp4"

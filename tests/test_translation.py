@@ -15,10 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import cli, clip, job_of, job_root
-from cpwhisperx import config, scripts, translation
+from cpwhisperx import config, translation
 from cpwhisperx.engines.translate import llama_server, llm
 from cpwhisperx.errors import ConfigError, CpwError
 from cpwhisperx.stages import translate
+from cpwhisperx.text import scripts
 from cpwhisperx.transcript import Segment, Transcript, Word
 
 

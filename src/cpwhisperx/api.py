@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpwhisperx import config, fsutil, jobs, pipeline, registry
+from cpwhisperx import config, jobs, pipeline, registry
 from cpwhisperx.errors import ConfigError, MediaError
 from cpwhisperx.jobs import Job
 from cpwhisperx.progress import LogReporter, Reporter, Row
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import clean
 from cpwhisperx.transcript import Transcript
 

@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpwhisperx import fsutil, isolation
 from cpwhisperx.api import Pipeline, Result
 from cpwhisperx.errors import CpwError
 from cpwhisperx.progress import LogReporter
+from cpwhisperx.runtime import fsutil, isolation
 
 # What ffmpeg reads that a folder of films, lectures or podcasts holds.
 MEDIA_SUFFIXES = frozenset({

@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     import signal
 
-    from cpwhisperx import fsutil
+    from cpwhisperx.runtime import fsutil
 
     args = build_parser().parse_args(argv)
     args.out = getattr(args, "out", None)

@@ -11,10 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cpwhisperx import fsutil, legacy, writers
+from cpwhisperx import legacy, writers
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.hallucinations import RULES as CLEAN_RULES
 from cpwhisperx.languages import LANGUAGES, WHISPER_LANGUAGES
+from cpwhisperx.runtime import fsutil
 
 COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
                  "int16", "float16", "bfloat16", "float32")

@@ -11,9 +11,9 @@ import subprocess
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from cpwhisperx import fsutil
 from cpwhisperx.config import Settings
 from cpwhisperx.errors import ConfigError
+from cpwhisperx.runtime import fsutil
 
 CACHE_NAME = "hardware_cache.json"
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import pydantic
 
-from cpwhisperx import __version__, config, fsutil, registry
+from cpwhisperx import __version__, config, registry
 from cpwhisperx.config import Settings
 from cpwhisperx.errors import ConfigError, CpwError
+from cpwhisperx.runtime import fsutil
 
 JOB_ID = re.compile(r"^job-(\d{4})(\d{2})(\d{2})-([a-z0-9][a-z0-9_-]*)-(\d{4,})$")
 

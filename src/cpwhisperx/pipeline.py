@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from cpwhisperx import __version__, config, fsutil, hardware, registry
+from cpwhisperx import __version__, config, hardware, registry
 from cpwhisperx.errors import ConfigError, CpwError, MediaError
 from cpwhisperx.jobs import Job, Manifest, OutputFile
 from cpwhisperx.progress import Reporter, Row
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import Stage, StageContext, asr, demux
 
 

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import regex
 
-from cpwhisperx import hallucinations, linebreaks
+from cpwhisperx import hallucinations
 from cpwhisperx.config import Settings
 from cpwhisperx.engines.translate import indictrans2, llama_server
 from cpwhisperx.engines.translate.nllb import FLORES
 from cpwhisperx.errors import ConfigError
 from cpwhisperx.languages import SPACELESS
 from cpwhisperx.models import default_model, obtainable
-from cpwhisperx.subtitles import graphemes
-from cpwhisperx.transcript import Segment, Transcript, Word, tidy
+from cpwhisperx.text import linebreaks
+from cpwhisperx.text.subtitles import graphemes
+from cpwhisperx.transcript import Segment, Transcript, Word, spoken_words, tidy
 
 PAUSE_S = 1.0  # a pause this long after an unpunctuated segment ends its sentence
 LONG_S = 15.0  # a sentence this long ends at its next segment end, punctuated or not
@@ -42,7 +43,6 @@ class Sentence:
 def sentences(transcript: Transcript) -> list[Sentence]:
     """The transcript's words grouped into sentences: each ends at sentence-final
     punctuation, or at the end of a segment followed by a pause or after a long run."""
-    from cpwhisperx.engines.align import spoken_words
 
     out: list[Sentence] = []
     words: list[Word] = []

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cpwhisperx import isolation
 from cpwhisperx.config import Settings
-from cpwhisperx.fsutil import fit_stem
 from cpwhisperx.hardware import Resolved
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import isolation
+from cpwhisperx.runtime.fsutil import fit_stem
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,12 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, isolation, media
+from cpwhisperx import media
 from cpwhisperx.engines import align as aligners
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil, isolation
 from cpwhisperx.stages import StageContext, StageResult, asr, demux, separate
-from cpwhisperx.transcript import Segment, Transcript, Word, tidy
+from cpwhisperx.transcript import Segment, Transcript, Word, interpolate, tidy
 
 NAME = "align"
 INPUTS = ("demux", "separate", "asr")
@@ -130,7 +131,7 @@ def _without_aligner(transcript: Transcript, setting: str, duration: float
         return tidy(Transcript(transcript.language, segments, transcript.meta), duration), "none"
     if all(s.words for s in transcript.segments):
         return tidy(transcript, duration), "whisper"
-    segments = tuple(s if s.words else aligners.interpolate(s) for s in transcript.segments)
+    segments = tuple(s if s.words else interpolate(s) for s in transcript.segments)
     meta = {**transcript.meta, "word_times": "interpolated"}
     return tidy(Transcript(transcript.language, segments, meta), duration), "interpolated"
 

@@ -17,13 +17,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, hardware, isolation, media, models, scripts
+from cpwhisperx import hardware, media, models
 from cpwhisperx.config import Settings
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
-from cpwhisperx.journal import Journal
+from cpwhisperx.runtime import fsutil, isolation
+from cpwhisperx.runtime.journal import Journal
 from cpwhisperx.stages import StageContext, StageResult, demux, separate, vad
+from cpwhisperx.text import scripts
 from cpwhisperx.transcript import Segment, Transcript, tidy
 
 log = logging.getLogger(__name__)

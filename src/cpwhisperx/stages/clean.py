@@ -5,8 +5,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, hallucinations
+from cpwhisperx import hallucinations
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageContext, StageResult, align, vad
 from cpwhisperx.transcript import Transcript
 

@@ -3,8 +3,9 @@
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, media
+from cpwhisperx import media
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageContext, StageResult
 
 NAME = "demux"

@@ -4,10 +4,12 @@ read, inside the media), so that a player shows them as subtitles."""
 
 from typing import Any
 
-from cpwhisperx import fsutil, linebreaks, writers
+from cpwhisperx import writers
 from cpwhisperx.config import OUTPUT_FORMATS
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageContext, StageResult, clean
 from cpwhisperx.stages import subtitles as subtitles_stage
+from cpwhisperx.text import linebreaks
 from cpwhisperx.transcript import Transcript
 
 NAME = "export"

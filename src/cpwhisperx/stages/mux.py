@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, media
+from cpwhisperx import media
 from cpwhisperx.errors import CpwError
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageContext, StageResult, demux, subtitles
 
 NAME = "mux"

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, isolation
 from cpwhisperx.engines import separate as separators
 from cpwhisperx.errors import CpwError
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil, isolation
 from cpwhisperx.stages import StageContext, StageResult, demux
 
 NAME = "separate"

@@ -6,9 +6,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, linebreaks, subtitles, writers
+from cpwhisperx import writers
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageContext, StageResult, clean, demux, translate
+from cpwhisperx.text import linebreaks, subtitles
 from cpwhisperx.transcript import Transcript
 
 NAME = "subtitles"

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, hardware, isolation, media, models, scripts, translation, writers
+from cpwhisperx import hardware, media, models, translation, writers
 from cpwhisperx.engines import asr as asr_engines
 from cpwhisperx.engines.translate import indictrans2, llama_server, nllb
 from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil, isolation
 from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
+from cpwhisperx.text import scripts
 from cpwhisperx.transcript import Transcript
 
 NAME = "translate"

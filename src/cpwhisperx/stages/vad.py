@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil, media
+from cpwhisperx import media
 from cpwhisperx.engines import vad as vad_engines
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageContext, StageResult, separate
 
 NAME = "vad"

@@ -10,10 +10,11 @@ import srt
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from cpwhisperx import fsutil, subtitles
 from cpwhisperx.jobs import Job, now
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import demux
 from cpwhisperx.stages import subtitles as subtitles_stage
+from cpwhisperx.text import subtitles
 from cpwhisperx.web.service import HttpError, Service
 
 router = APIRouter(prefix="/api/jobs/{job_id}")

@@ -9,8 +9,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from cpwhisperx import fsutil, writers
+from cpwhisperx import writers
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import clean, demux, translate
 from cpwhisperx.transcript import Transcript
 from cpwhisperx.web.service import HttpError, Service

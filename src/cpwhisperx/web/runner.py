@@ -17,9 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-from cpwhisperx import api, isolation
+from cpwhisperx import api
 from cpwhisperx.errors import CpwError
 from cpwhisperx.progress import Reporter, Row
+from cpwhisperx.runtime import isolation
 
 
 def _say(*parts: object) -> None:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from cpwhisperx import api, fsutil, jobs, media
+from cpwhisperx import api, jobs, media
 from cpwhisperx.errors import CpwError, MediaError
 from cpwhisperx.jobs import Job
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.web.jobqueue import FINAL, Entry, Queue
 from cpwhisperx.web.scheduler import Scheduler
 

@@ -4,8 +4,9 @@ import re
 
 import numpy as np
 
-from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
+from cpwhisperx.engines.align import AlignmentFailed
 from cpwhisperx.media import SAMPLE_RATE, WavReader
+from cpwhisperx.transcript import fill_gaps
 
 PAD_S = 0.2  # ASR segment bounds are loose; a word cut at the edge would be stretched to fit
 FRAME_S = 0.01  # pocketsphinx's default frame rate is 100 frames/s

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from cpwhisperx import models
-from cpwhisperx.engines.align import AlignmentFailed, fill_gaps
+from cpwhisperx.engines.align import AlignmentFailed
 from cpwhisperx.errors import CpwError, ModelNotFound
 from cpwhisperx.media import SAMPLE_RATE, WavReader
+from cpwhisperx.transcript import fill_gaps
 
 # WhisperX's defaults, as Hugging Face checkpoints (it takes en/fr/de/es/it from torchaudio;
 # these are the same fine-tuned weights: the "-ft-" VoxPopuli repos carry the CTC head).

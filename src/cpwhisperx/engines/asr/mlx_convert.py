@@ -12,9 +12,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError
 from cpwhisperx.models import ModelRef, cache_root
+from cpwhisperx.runtime import fsutil
 
 # CTranslate2's type ids in model.bin (ctranslate2/specs/model_spec.py, _dtype_to_type_id).
 _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")

@@ -8,11 +8,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from cpwhisperx import errors, fsutil
+from cpwhisperx import errors
 from cpwhisperx.engines.asr import NO_PROMPT, Prompt, Steps, one_by_one, to_words
 from cpwhisperx.engines.asr.mlx_convert import HEADS
 from cpwhisperx.errors import EngineUnavailable
 from cpwhisperx.models import ModelRef
+from cpwhisperx.runtime import fsutil
 from cpwhisperx.transcript import NO_SPEECH_THRESHOLD, Segment
 
 

@@ -17,9 +17,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.models import cache_root
+from cpwhisperx.runtime import fsutil
 
 START_TIMEOUT_S = 180.0
 CONTEXT_TOKENS = 8192

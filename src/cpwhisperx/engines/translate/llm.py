@@ -21,10 +21,11 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cpwhisperx import scripts, translation
+from cpwhisperx import translation
 from cpwhisperx.errors import CpwError
 from cpwhisperx.hallucinations import REPEAT_LIMIT
 from cpwhisperx.languages import LANGUAGES
+from cpwhisperx.text import scripts
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import regex
 
-from cpwhisperx import linebreaks
 from cpwhisperx.languages import SPACELESS
-from cpwhisperx.transcript import Segment, Word
+from cpwhisperx.text import linebreaks
+from cpwhisperx.transcript import Segment, Word, spoken_words
 
 # Reading speed, characters per second: (adults, children). Netflix's general guide gives 20
 # and 17; the others are the per-language limits of Subtitle Edit's Netflix quality check
@@ -194,7 +194,6 @@ def events(segments: Sequence[Segment], *, language: str, style: Style,
            until: float = math.inf) -> list[Event]:
     """Subtitle events for a transcript's words (segments without words are spread evenly),
     none lasting past ``until``, the end of the media."""
-    from cpwhisperx.engines.align import spoken_words
 
     spoken = [[p for w in spoken_words(s) for p in _cut(w, style.max_chars)] for s in segments]
     ends = frozenset(itertools.accumulate(len(ws) for ws in spoken if ws)) - {0}

@@ -1,4 +1,4 @@
-"""Run a model task in a child process (``python -m cpwhisperx.worker``), so that a native
+"""Run a model task in a child process (``python -m cpwhisperx.runtime.worker``), so that a native
 crash, an OOM kill or a hang costs a retry, not the job.
 
 The worker writes its result atomically before it tears the model down; the parent enforces a
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pydantic
 
-from cpwhisperx import fsutil
 from cpwhisperx.errors import CpwError
+from cpwhisperx.runtime import fsutil
 
 ERROR_EXIT = 3  # the worker failed cleanly and said why on stdout: no other engine helps
 RETRY_EXIT = 4  # the engine could not start here (e.g. CUDA out of memory): try the next one
@@ -61,7 +61,7 @@ class _Worker:
     def __init__(self, log_file: Path) -> None:
         with log_file.open("a", encoding="utf-8") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cpwhisperx.worker", str(log_file)],
+                [sys.executable, "-m", "cpwhisperx.runtime.worker", str(log_file)],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.PIPE, text=True,
                 start_new_session=True)
         self.events: queue.Queue[int | None] = queue.Queue()  # exit codes; None: EOF

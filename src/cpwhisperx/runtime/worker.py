@@ -1,4 +1,4 @@
-"""``python -m cpwhisperx.worker LOG``: model tasks in their own process.
+"""``python -m cpwhisperx.runtime.worker LOG``: model tasks in their own process.
 
 Reads a task file's path per line on stdin and answers on stdout (``progress 0.5``,
 ``error <message>``, ``exit <code>`` when the task is done); its stderr, where the logs of ours
@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from cpwhisperx import faults, fsutil, registry
+from cpwhisperx import registry
 from cpwhisperx.errors import CpwError, EngineUnavailable
-from cpwhisperx.isolation import ERROR_EXIT, RETRY_EXIT, Task
+from cpwhisperx.runtime import faults, fsutil
+from cpwhisperx.runtime.isolation import ERROR_EXIT, RETRY_EXIT, Task
 
 if TYPE_CHECKING:
     from cpwhisperx.stages import WorkerStage

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cpwhisperx import fsutil
+from cpwhisperx.runtime import fsutil
 
 
 class Journal:
