@@ -127,6 +127,31 @@ def test_jobs_api_from_a_path_with_progress_events_and_outputs(server: Server) -
         assert not list(server.out.glob(f"*/*/{job_id}"))
 
 
+def test_cancel_stops_a_running_job_and_the_next_one_runs(server: Server) -> None:
+    with server.client() as client:
+        def submit(name: str) -> str:
+            made = client.post("/api/jobs", data={"path": str(clip(name)),
+                                                  "workflow": "transcribe",
+                                                  "source_language": "en"})
+            assert made.status_code == 201, made.text
+            return made.json()["id"]
+
+        long, short = submit("en_lecture_plants"), submit("en_jfk")
+        manifest = job_root(server.out, long) / "manifest.json"
+        wait_for(lambda: stage_status(manifest, "asr") == "running")
+        cancelled = client.post(f"/api/jobs/{long}/cancel").json()
+        assert cancelled["state"] == "cancelled"
+        wait_for(lambda: client.get(f"/api/jobs/{short}").json()["state"] == "done")
+        assert client.get(f"/api/jobs/{long}").json()["state"] == "cancelled"
+        assert not (job_root(server.out, long) / "04_asr" / "transcript.json").exists()
+        # Run again, it resumes: what was done before the cancel is reused.
+        assert client.post(f"/api/jobs/{long}/run").json()["state"] == "queued"
+        assert _error(client.post(f"/api/jobs/{long}/run"), 409)
+        wait_for(lambda: client.get(f"/api/jobs/{long}").json()["state"] == "done")
+        run = json.loads(manifest.read_text())["runs"][-1]["stages"]
+        assert run["demux"] == run["vad"] == "reused" and run["asr"] == "ran"
+
+
 def _error(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     message = response.json()["error"]["message"]
