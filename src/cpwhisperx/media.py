@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import tempfile
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,6 +148,34 @@ def extract_wav(info: MediaInfo, stream: AudioStream, out: Path, *,
            failure=lambda detail: MediaError(f"cannot decode audio of {info.path}: {detail}"))
 
 
+@contextlib.contextmanager
+def ffmpeg_process(args: list[str], *, failure: Callable[[str], CpwError],
+                   writing: Path | None = None, **popen: Any) -> Iterator[subprocess.Popen]:
+    """ffmpeg running ``args`` while the body uses its pipes (``popen``); if it then fails,
+    ``failure(its last error line)`` is raised, or that the disk filled up ``writing``."""
+    cmd = [tool("ffmpeg"), "-hide_banner", "-v", "error", "-y", *args]
+    # stderr goes to a file: a damaged file can print more errors than a pipe holds.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(cmd, stderr=errors, **popen)
+        try:
+            yield proc
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                if proc.stdout:
+                    proc.stdout.close()
+            returncode = proc.wait()
+        if returncode != 0:
+            errors.seek(0)
+            stderr = errors.read().decode("utf-8", "replace")
+            if "No space left" in stderr:
+                raise CpwError(f"disk full while writing {writing or 'a file'}: free some space "
+                               "and run again")
+            raise failure((stderr.strip().splitlines() or ["unknown error"])[-1])
+
+
 def ffmpeg(args: list[str], *, out: Path, duration: float,
            failure: Callable[[str], CpwError],
            on_progress: Callable[[float], None] | None = None,
@@ -156,25 +185,15 @@ def ffmpeg(args: list[str], *, out: Path, duration: float,
     raises ``failure(ffmpeg's last error line)``, or says the disk is full."""
     # Short, whatever the length of out's name (which may fill NAME_MAX).
     tmp = out.with_name(f".cpw-{hashlib.sha256(out.name.encode()).hexdigest()[:12]}.tmp")
-    cmd = [tool("ffmpeg"), "-nostdin", "-hide_banner", "-v", "error", "-y", *args,
-           "-progress", "pipe:1", "-nostats", str(tmp)]
-    # stderr goes to a file: a damaged file can print more errors than a pipe holds.
-    with tempfile.TemporaryFile() as errors, subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=errors, text=True, errors="replace",
-            cwd=cwd) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if on_progress and line.startswith("out_time_us=") and duration > 0:
-                with contextlib.suppress(ValueError):
-                    on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration))
-        returncode = proc.wait()
-        errors.seek(0)
-        stderr = errors.read().decode("utf-8", "replace")
     try:
-        if returncode != 0:
-            if "No space left" in stderr:
-                raise CpwError(f"disk full while writing {out}: free some space and run again")
-            raise failure((stderr.strip().splitlines() or ["unknown error"])[-1])
+        with ffmpeg_process(["-nostdin", *args, "-progress", "pipe:1", "-nostats", str(tmp)],
+                            failure=failure, writing=out, stdout=subprocess.PIPE, text=True,
+                            errors="replace", cwd=cwd) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if on_progress and line.startswith("out_time_us=") and duration > 0:
+                    with contextlib.suppress(ValueError):
+                        on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration))
         if check:
             check(tmp)
         with tmp.open("rb") as fh:

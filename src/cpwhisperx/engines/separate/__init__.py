@@ -8,8 +8,7 @@ out), so memory stays flat for a 2-hour film.
 
 import contextlib
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,27 +45,9 @@ def writer(dst: Path, *, rate: int) -> contextlib.AbstractContextManager:
     """ffmpeg taking mono float32 at ``rate`` on its stdin, writing ``dst`` as 16 kHz WAV."""
     return ffmpeg(["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0",
                    "-ar", str(media.SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav", str(dst)],
-                  stdin=subprocess.PIPE)
+                  stdin=subprocess.PIPE, writing=dst)
 
 
-@contextlib.contextmanager
-def ffmpeg(args: list[str], **pipes: Any) -> Iterator[subprocess.Popen]:
-    """An ffmpeg process whose failure (after the body) raises with its last error line."""
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen([media.tool("ffmpeg"), "-hide_banner", "-v", "error", "-y",
-                                 *args], stderr=errors, **pipes)
-        try:
-            yield proc
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                if proc.stdout:
-                    proc.stdout.close()
-            returncode = proc.wait()
-        if returncode != 0:
-            errors.seek(0)
-            detail = (errors.read().decode("utf-8", "replace").strip().splitlines()
-                      or ["unknown error"])[-1]
-            raise CpwError(f"ffmpeg failed while separating speech: {detail}")
+def ffmpeg(args: list[str], **popen: Any) -> contextlib.AbstractContextManager:
+    return media.ffmpeg_process(args, failure=lambda line: CpwError(
+        f"ffmpeg failed while separating speech: {line}"), **popen)
