@@ -99,10 +99,11 @@ class Scheduler:
 
     def _run(self, runner: _Runner, entry: Entry) -> tuple[str, str | None]:
         """The job's final state and error; ("", None) when the server is stopping."""
-        live = self.live[entry.id] = Live()
-        for old in list(self.live)[:-JOBS_KEPT]:
-            del self.live[old]
+        live = Live()
         with self._lock:
+            self.live[entry.id] = live
+            for old in list(self.live)[:-JOBS_KEPT]:
+                del self.live[old]
             self._running[entry.id] = runner
         try:
             assert runner.proc.stdin is not None and runner.proc.stdout is not None
