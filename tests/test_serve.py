@@ -5,6 +5,9 @@ import concurrent.futures
 import contextlib
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +56,15 @@ def _descends(pid: int, ancestor: int) -> bool:
     return False
 
 
+def test_listening_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cpwhisperx", "--out", str(tmp_path), "serve",
+                           "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items()
+                               if k != "CPWHISPERX_API_TOKEN"})
+    assert proc.returncode == 2
+    assert "CPWHISPERX_API_TOKEN" in proc.stderr.strip().splitlines()[-1]
+
+
 def _processes_of(out: Path) -> list[str]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -87,6 +99,8 @@ def test_openai_client_gets_text_and_word_times(server: Server) -> None:
     with clip("en_jfk").open("rb") as fh:
         plain = client.audio.transcriptions.create(file=fh, model="whisper-1", language="en")
     assert wer_against("en_jfk", plain.text) <= 0.1
+    # Answered, nothing of the requests stays: no job folder, no upload.
+    assert not list(server.out.glob("*/*/job-*")) and not any((server.out / "uploads").iterdir())
 
 
 def test_openai_translation_is_english(server: Server) -> None:
@@ -118,6 +132,9 @@ def test_jobs_api_from_a_path_with_progress_events_and_outputs(server: Server) -
         assert "en_jfk.srt" in detail["outputs"]
         got = client.get(f"/api/jobs/{job_id}/outputs/en_jfk.json")
         assert got.status_code == 200
+        assert got.headers["x-content-type-options"] == "nosniff"
+        played = client.get(f"/api/jobs/{job_id}/media")
+        assert played.headers["content-type"] == "audio/flac" and played.content
         transcript = got.json()
         assert_times_valid(transcript, 11.0)
 
@@ -145,7 +162,7 @@ def test_cancel_stops_a_running_job_and_the_next_one_runs(server: Server) -> Non
         assert client.get(f"/api/jobs/{long}").json()["state"] == "cancelled"
         assert not (job_root(server.out, long) / "04_asr" / "transcript.json").exists()
         # Run again, it resumes: what was done before the cancel is reused.
-        assert client.post(f"/api/jobs/{long}/run").json()["state"] == "queued"
+        assert client.post(f"/api/jobs/{long}/run").json()["state"] in ("queued", "running")
         assert _error(client.post(f"/api/jobs/{long}/run"), 409)
         wait_for(lambda: client.get(f"/api/jobs/{long}").json()["state"] == "done")
         run = json.loads(manifest.read_text())["runs"][-1]["stages"]
@@ -212,6 +229,32 @@ def test_refusals_are_4xx_with_one_json_line(server: Server, tmp_path: Path) -> 
         _error(client.post("/api/jobs", data={"path": str(clip("en_jfk")),
                                               "source_language": "xx"}), 400)
         _error(client.post("/v1/audio/transcriptions", data={"model": "tiny.en"}), 400)
+        # Settings that name files, URLs or the machine's resources are the server's own.
+        for settings in ({"translation_glossary": "/etc/passwd"},
+                         {"LLM_BASE_URL": "http://elsewhere/v1"}, {"cpu_threads": 64}):
+            assert "cannot be set over HTTP" in _error(client.post("/api/jobs", data={
+                "path": str(clip("en_jfk")), "settings": json.dumps(settings)}), 400)
+        for model in ("/etc", "someone/any-repo", "../models/x"):
+            with clip("en_jfk").open("rb") as fh:
+                assert "unknown model" in _error(client.post(
+                    "/v1/audio/transcriptions", files={"file": fh}, data={"model": model}), 400)
+        # A playlist is media to ffprobe, and names other files: refused.
+        playlist = tmp_path / "list.m3u8"
+        playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:12\n#EXTINF:11,\n"
+                            f"{clip('en_jfk')}\n#EXT-X-ENDLIST\n")
+        with playlist.open("rb") as fh:
+            assert "not an audio or video file" in _error(
+                client.post("/api/jobs", files={"file": ("talk.mp3", fh)}), 415)
+        # Another site's page, or a name rebound to this machine, is refused.
+        _error(client.get("/api/jobs", headers={"Host": "evil.example:8000"}), 400)
+        _error(client.post("/api/jobs", data={"path": str(clip("en_jfk"))},
+                           headers={"Origin": "http://localhost:3000"}), 403)
+        _error(client.post(f"/api/jobs/{job_id}/cancel",
+                           headers={"Sec-Fetch-Site": "cross-site"}), 403)
+        # A body that is not an upload is small.
+        huge = json.dumps({"events": [{"start": 0, "end": 1, "text": "x" * 100}] * 120_000})
+        _error(client.post(f"/api/jobs/{job_id}/subtitles/en/check", content=huge,
+                           headers={"Content-Type": "application/json"}), 413)
         with clip("en_jfk").open("rb") as fh:
             _error(client.post("/v1/audio/transcriptions", files={"file": fh},
                                data={"response_format": "docx"}), 400)

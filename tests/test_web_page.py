@@ -49,6 +49,12 @@ def page(tmp_path: Path) -> Iterator[tuple["playwright.Page", Server]]:
     assert not errors, errors
 
 
+def until(tab: "playwright.Page", script: str, timeout: float = 30) -> None:
+    """Wait for ``script`` to be true in the page, asked from here: Playwright's own waiting
+    compiles its predicate with eval, which the page's content policy forbids."""
+    wait_for(lambda: tab.evaluate(script), timeout=timeout)
+
+
 def shot(tab: "playwright.Page", name: str) -> None:
     tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -78,14 +84,14 @@ def test_upload_watch_play_edit_save(page: tuple["playwright.Page", Server],
 
     # The film plays, with both tracks.
     expect(tab.locator("#player")).to_be_visible()
-    tab.wait_for_function("document.getElementById('video').readyState >= 1", timeout=30_000)
+    until(tab, "document.getElementById('video').readyState >= 1")
     assert tab.evaluate("[...document.getElementById('video').textTracks].map(t => t.language)"
                         ) == ["en", "hi"]
     tab.evaluate("document.getElementById('video').muted = true")
     tab.evaluate("document.getElementById('video').play()")
-    tab.wait_for_function("document.getElementById('video').currentTime > 0.5", timeout=30_000)
+    until(tab, "document.getElementById('video').currentTime > 0.5")
     tab.evaluate("document.getElementById('video').textTracks[1].mode = 'showing'")
-    tab.wait_for_function("document.getElementById('video').textTracks[1].cues?.length > 0")
+    until(tab, "document.getElementById('video').textTracks[1].cues?.length > 0")
     tab.evaluate("document.getElementById('video').pause()")
     shot(tab, "4-playing")
     tab.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than it

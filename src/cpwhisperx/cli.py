@@ -181,12 +181,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "pip install 'cpwhisperx[web]'") from None
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    token = os.environ.get("CPWHISPERX_API_TOKEN", "")
+    if not token and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"--host {args.host} lets other machines in: set "
+                          "CPWHISPERX_API_TOKEN first, or listen on 127.0.0.1")
     roots = tuple(Path(os.path.abspath(os.path.expanduser(r))) for r in args.allow_root)
-    config = app.ServerConfig(out=_out_root(args), workers=args.workers,
-                              token=os.environ.get("CPWHISPERX_API_TOKEN", ""),
-                              max_upload_mb=args.max_upload_mb, allowed_roots=roots)
+    config = app.ServerConfig(out=_out_root(args), host=args.host, workers=args.workers,
+                              token=token, max_upload_mb=args.max_upload_mb,
+                              allowed_roots=roots)
     print(f"serving http://{args.host}:{args.port}/ (jobs in {config.out})", file=sys.stderr)
-    app.serve(config, host=args.host, port=args.port)
+    app.serve(config, port=args.port)
     return 0
 
 

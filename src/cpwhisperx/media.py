@@ -21,6 +21,7 @@ import numpy as np
 from cpwhisperx.errors import CpwError, MediaError
 
 SAMPLE_RATE = 16_000
+PROBE_TIMEOUT_S = 120  # reading a file's header; a network mount can be slow, not this slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class MediaInfo:
     audio: tuple[AudioStream, ...]
     has_video: bool
     fps: float | None = None  # of the video, for subtitle frame gaps
+    container: str = ""  # ffprobe's format_name: "mov,mp4,m4a,3gp,3g2,mj2", "wav", ...
 
 
 def tool(name: str) -> str:
@@ -72,10 +74,14 @@ def _looks_like_text(path: Path) -> bool:
 
 def probe(path: Path) -> MediaInfo:
     check_file(path)
-    proc = subprocess.run(
-        [tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
-         "-show_streams", str(path)], capture_output=True, text=True, errors="replace",
-        check=False)
+    try:
+        proc = subprocess.run(
+            [tool("ffprobe"), "-v", "error", "-print_format", "json", "-show_format",
+             "-show_streams", str(path)], capture_output=True, text=True, errors="replace",
+            check=False, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{path} could not be read: ffprobe gave no answer in "
+                         f"{PROBE_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
         if _looks_like_text(path):
@@ -100,7 +106,8 @@ def probe(path: Path) -> MediaInfo:
     except ValueError:
         duration = 0.0
     return MediaInfo(path=path, duration=duration, audio=audio, has_video=bool(videos),
-                     fps=_rate(videos[0].get("avg_frame_rate")) if videos else None)
+                     fps=_rate(videos[0].get("avg_frame_rate")) if videos else None,
+                     container=data.get("format", {}).get("format_name", ""))
 
 
 def _rate(value: str | None) -> float | None:

@@ -2,6 +2,7 @@
 checked as a person edits (the same ``subtitles.check`` the pipeline reports with), and a save
 that reruns the subtitles and mux stages, never the speech."""
 
+import mimetypes
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,8 @@ def save(request: Request, job_id: str, language: str, track: Track) -> dict[str
         "edited": now(), "events": [{"start": e.start, "end": e.end, "text": e.text}
                                     for e in events]})
     if not service.queue.requeue(job_id):
-        raise HttpError(409, f"job {job_id} is running: the edit is saved and is used by its "
-                             "next run")
+        raise HttpError(409, f"job {job_id} is queued or running: the edit is saved, and used "
+                             "from its next run on")
     return {"id": job_id, "state": "queued", **_checked(events, style, language)}
 
 
@@ -130,4 +131,8 @@ def media(request: Request, job_id: str) -> FileResponse:
     path = Path(job.info()["media"])
     if not path.is_file():
         raise HttpError(404, f"the media of job {job_id} is gone")
-    return FileResponse(path)
+    # Its type from its name only where that says audio or video: an upload named .html is
+    # never served as a page.
+    kind = mimetypes.guess_type(path.name)[0] or ""
+    return FileResponse(path, media_type=kind if kind.startswith(("audio/", "video/"))
+                        else "application/octet-stream")

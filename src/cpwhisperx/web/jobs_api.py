@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,7 +63,7 @@ async def create(request: Request, file: Annotated[UploadFile | None, File()] = 
              if file is not None else await run_in_threadpool(service.server_path, path or ""))
     values = {**extra, "language": source_language, "targets": target_languages or None}
     job = await run_in_threadpool(service.submit, media, workflow=workflow, settings=values)
-    return _detail(service, *service.job(job.id))
+    return await run_in_threadpool(lambda: _detail(service, *service.job(job.id)))
 
 
 @router.get("")
@@ -74,7 +73,7 @@ def listing(request: Request) -> list[dict[str, Any]]:
     for entry in reversed(service.queue.all()):  # newest first
         try:
             found.append(_summary(service, *service.job(entry.id)))
-        except HttpError:  # its folder was removed by hand
+        except (HttpError, OSError):  # deleted meanwhile, or its folder removed by hand
             continue
     return found
 
@@ -95,14 +94,15 @@ async def events(request: Request, job_id: str) -> StreamingResponse:
         last: tuple[Any, ...] = ()
         while not await request.is_disconnected():
             try:
-                job, entry = service.job(job_id)
-            except HttpError:  # deleted meanwhile
+                job, entry = await run_in_threadpool(service.job, job_id)
+                live = service.scheduler.live.get(job_id)
+                now = (entry.state, live.version if live else -1)
+                body = (await run_in_threadpool(_detail, service, job, entry)
+                        if now != last else None)
+            except (HttpError, OSError):  # deleted meanwhile
                 return
-            live = service.scheduler.live.get(job_id)
-            now = (entry.state, live.version if live else -1)
-            if now != last:
+            if body is not None:
                 last = now
-                body = await run_in_threadpool(_detail, service, job, entry)
                 yield f"event: job\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
                 if entry.state in FINAL:
                     return
@@ -141,11 +141,5 @@ def rerun(request: Request, job_id: str) -> dict[str, Any]:
 def delete(request: Request, job_id: str) -> JSONResponse:
     """The job, its folder and its upload, gone; a running job is stopped first."""
     service = _service(request)
-    job, _ = service.job(job_id)
-    if service.queue.cancel(job_id) == "running":
-        service.scheduler.cancel(job_id)
-    media = Path(job.info()["media"])
-    service.queue.remove(job_id)
-    shutil.rmtree(job.root, ignore_errors=True)
-    service.drop_upload(media)
+    service.delete(service.job(job_id)[0])
     return JSONResponse({"id": job_id, "deleted": True})

@@ -52,8 +52,13 @@ def verbose(transcript: Transcript, *, task: str, duration: float, words: bool,
     return body
 
 
-def _answer(job: Job, transcript: Transcript, *, task: str, response_format: str,
-            granularities: list[str], duration: float) -> Response:
+def _answer(job: Job, *, task: str, response_format: str, granularities: list[str]
+            ) -> Response:
+    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(job)))
+    translated = translate.transcript_path(job, "en")
+    if task == "translate" and translated.is_file():
+        transcript = Transcript.from_dict(fsutil.read_json(translated))
+    duration = fsutil.read_json(demux.info_path(job))["duration"]
     cues = [(s.start, s.end, s.text) for s in transcript.segments if s.text.strip()]
     if response_format == "text":
         return PlainTextResponse(transcript.text + "\n")
@@ -91,17 +96,15 @@ async def _handle(request: Request, *, task: str, file: UploadFile, model: str,
     job = await run_in_threadpool(
         service.submit, path, workflow="translate" if task == "translate" else "transcribe",
         settings=settings)
-    entry = await service.finished(job.id)
-    if entry.state != "done":
-        raise HttpError(400 if entry.state == "failed" else 409,
-                        entry.error or f"the job was {entry.state}")
-    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(job)))
-    translated = translate.transcript_path(job, "en")
-    if task == "translate" and translated.is_file():
-        transcript = Transcript.from_dict(fsutil.read_json(translated))
-    duration = fsutil.read_json(demux.info_path(job))["duration"]
-    return _answer(job, transcript, task=task, response_format=response_format,
-                   granularities=granularities, duration=duration)
+    try:
+        entry = await service.finished(job.id, abandoned=request.is_disconnected)
+        if entry.state != "done":
+            raise HttpError(400, entry.error or f"the job was {entry.state}")
+        return await run_in_threadpool(_answer, job, task=task,
+                                       response_format=response_format,
+                                       granularities=granularities)
+    finally:  # answered: nothing of the request stays on the server
+        await run_in_threadpool(service.delete, job)
 
 
 Granularities = Annotated[list[str], Form(alias="timestamp_granularities[]")]

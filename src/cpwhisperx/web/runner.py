@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -58,7 +59,12 @@ def _read(jobs: "queue.Queue[str]") -> None:
     os._exit(0)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a cancel or a stop: the job unwinds as from Ctrl-C
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     jobs: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read, args=(jobs,), daemon=True).start()

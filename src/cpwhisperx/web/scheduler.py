@@ -2,15 +2,19 @@
 (``web.runner``) one job at a time and keeping what it says about progress."""
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpwhisperx.web.jobqueue import Entry, Queue
+
+log = logging.getLogger(__name__)
 
 MESSAGES_KEPT = 50  # a job's latest messages, for the page
 JOBS_KEPT = 200  # jobs whose live state is kept after they end
@@ -32,20 +36,27 @@ class _Runner:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cpwhisperx.web.runner", str(out)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-                start_new_session=True)
+                errors="replace", start_new_session=True)
 
-    def kill(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """Its job interrupted as Ctrl-C would (the manifest says so, llama-server and the
+        model worker are let go); killed, with what it started, if that takes too long."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=grace)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
     def close(self) -> None:
+        """An idle runner: stdin's EOF ends it."""
         with contextlib.suppress(OSError):
             self.proc.stdin.close()  # type: ignore[union-attr]
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.stop(grace=0)
 
 
 class Scheduler:
@@ -63,36 +74,47 @@ class Scheduler:
             thread.start()
 
     def stop(self) -> None:
-        """Runners are let go: a job they were running stays queued as running, for the next
-        start of the server to resume."""
+        """Jobs running are interrupted and stay queued as running, for the next start of the
+        server to resume."""
         self._stop.set()
         with self._lock:
             busy = list(self._running.values())
         for runner in busy:
-            runner.close()  # its job's output ends: the slot sees that we stop
+            runner.stop()  # its job's output ends: the slot sees that we stop
         for thread in self._threads:
             thread.join(timeout=15)
 
     def cancel(self, job_id: str) -> None:
-        """Stop the job where it is; the queue already says cancelled."""
+        """Stop the job where it is; the queue already says cancelled. Under the lock: the
+        runner cannot be on to another job meanwhile."""
         with self._lock:
-            runner = self._running.get(job_id)
-        if runner is not None:
-            runner.kill()
+            if (runner := self._running.get(job_id)) is not None:
+                runner.stop()
 
     def _slot(self) -> None:
         runner: _Runner | None = None
         try:
             while not self._stop.is_set():
-                entry = self.queue.take(timeout=0.5)
-                if entry is None:
-                    continue
-                if runner is None or runner.proc.poll() is not None:
-                    runner = _Runner(self.out, self.out / "serve.log")
-                state, error = self._run(runner, entry)
-                if state == "":  # stopping: the job stays running, to be resumed
-                    return
-                self.queue.finish(entry.id, state, error)
+                entry = None
+                try:
+                    entry = self.queue.take(timeout=0.5)
+                    if entry is None:
+                        continue
+                    if runner is None or runner.proc.poll() is not None:
+                        runner = _Runner(self.out, self.out / "serve.log")
+                    state, error = self._run(runner, entry)
+                    if state == "":  # stopping: the job stays running, to be resumed
+                        return
+                    self.queue.finish(entry.id, state, error)
+                except Exception as exc:  # a bug, or the disk: the slot goes on with the next
+                    log.exception("slot failed")
+                    if entry is not None:
+                        with contextlib.suppress(Exception):
+                            self.queue.finish(entry.id, "failed", f"the server failed: {exc}")
+                    if runner is not None:
+                        runner.stop(grace=0)
+                        runner = None
+                    time.sleep(1)
         finally:
             if runner is not None:
                 runner.close()
@@ -105,6 +127,11 @@ class Scheduler:
             for old in list(self.live)[:-JOBS_KEPT]:
                 del self.live[old]
             self._running[entry.id] = runner
+        now = self.queue.get(entry.id)  # cancelled or deleted as it was taken: not run
+        if now is None or now.state != "running":
+            with self._lock:
+                self._running.pop(entry.id, None)
+            return "cancelled", None
         try:
             assert runner.proc.stdin is not None and runner.proc.stdout is not None
             runner.proc.stdin.write(entry.id + "\n")

@@ -27,6 +27,18 @@ async function api(path, options = {}) {
 
 function say(message) { $("message").textContent = message || ""; }
 
+// A list redrawn only when what it shows changed, the focus kept on the element of the same
+// key: a keyboard or screen-reader user does not lose their place to a refresh.
+function redraw(container, items) {
+  const key = JSON.stringify(items.map((node) => node.outerHTML));
+  if (container.dataset.drawn === key) return;
+  const focused = container.contains(document.activeElement)
+    ? document.activeElement.closest("[data-key]")?.dataset.key : null;
+  container.replaceChildren(...items);
+  container.dataset.drawn = key;
+  if (focused != null) container.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
+}
+
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) {
@@ -42,8 +54,8 @@ function el(tag, attributes = {}, ...children) {
 
 async function loadJobs() {
   const jobs = await api("/api/jobs");
-  $("job-list").replaceChildren(...jobs.map((job) => el("li", {},
-    el("button", { type: "button", onclick: () => openJob(job.id), "data-job": job.id },
+  redraw($("job-list"), jobs.map((job) => el("li", {},
+    el("button", { type: "button", onclick: () => openJob(job.id), "data-key": job.id },
       `${job.media}: ${job.workflow}, ${job.state}` +
       (job.stage && job.state === "running" ? ` (${job.stage})` : "")))));
 }
@@ -74,6 +86,7 @@ drop.addEventListener("drop", (e) => {
 
 async function openJob(id) {
   if (events) events.close();
+  if (id !== current) stopVideo();
   current = id;
   tracks = {};
   $("job").hidden = false;
@@ -103,26 +116,36 @@ function show(job) {
   $("job-state").textContent = job.state + (job.error ? `: ${job.error}` : "");
   $("job-state").className = job.state;
   const stages = Object.entries(job.manifest.stages);
-  $("stages").replaceChildren(...stages.map(([name, stage]) => {
+  redraw($("stages"), stages.map(([name, stage]) => {
     const live = job.state === "running" && job.stage === name && stage.status === "running";
     const value = stage.status === "done" ? 1 : live ? job.fraction : 0;
     return el("li", { class: stage.status, "data-stage": name },
       `${name}: ${stage.status}` + (stage.seconds != null ? ` (${stage.seconds.toFixed(1)} s)` : ""),
       el("progress", { max: "1", value: String(value), "aria-label": `${name} progress` }));
   }));
-  $("outputs").replaceChildren(...job.outputs.map((name) => el("li", {},
-    el("a", { href: `/api/jobs/${job.id}/outputs/${encodeURIComponent(name)}`, download: name },
-      name))));
+  redraw($("outputs"), job.outputs.map((name) => el("li", {},
+    el("a", { href: `/api/jobs/${job.id}/outputs/${encodeURIComponent(name)}`, download: name,
+              "data-key": name }, name))));
 }
 
 $("cancel").addEventListener("click", async () => { show(await api(`/api/jobs/${current}/cancel`, { method: "POST" })); });
 $("delete").addEventListener("click", async () => {
+  if (!confirm(`Delete ${shown.media} and everything made from it?`)) return;
   await api(`/api/jobs/${current}`, { method: "DELETE" });
   if (events) events.close();
+  stopVideo();
   $("job").hidden = true;
   current = null;
   loadJobs();
 });
+
+function stopVideo() {
+  const video = $("video");
+  video.pause();
+  video.removeAttribute("src");
+  delete video.dataset.job;
+  video.load();
+}
 
 // The player and the editor.
 
@@ -198,6 +221,7 @@ function renderEditor() {
       el("td", { class: "source" }, source ? overlapping(tracks[source].events, event.start,
                                                          event.end) : ""),
       el("td", {}, el("textarea", { rows: "2", "aria-label": `event ${n} text`,
+        "aria-describedby": `warn-${n}`,
         oninput: (e) => { event.text = e.target.value; scheduleCheck(); } }, event.text),
         el("p", { class: "warn", id: `warn-${n}` })));
   }));
