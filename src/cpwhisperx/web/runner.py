@@ -1,5 +1,5 @@
 """``python -m cpwhisperx.web.runner OUT``: runs the server's jobs, one at a time, in a process
-of its own (a cancel kills it, not the server).
+of its own (a cancel stops it, not the server: SIGTERM unwinds the job as Ctrl-C would).
 
 Reads a job id per line on stdin and answers on stdout: ``stage <name>``, ``progress <name>
 <fraction>``, ``info <message>`` while the job runs, then ``done <id>`` or ``failed <id>
@@ -8,7 +8,6 @@ server is done with it, or died) ends it at once; the job's manifest then shows 
 stopped, and the next run resumes there.
 """
 
-import collections.abc
 import contextlib
 import logging
 import os
@@ -16,6 +15,7 @@ import queue
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cpwhisperx import api
@@ -35,8 +35,7 @@ class LineReporter(Reporter):
         _say("info", message)
 
     @contextlib.contextmanager
-    def stage(self, name: str) -> collections.abc.Iterator[collections.abc.Callable[[float],
-                                                                                       None]]:
+    def stage(self, name: str) -> Iterator[Callable[[float], None]]:
         _say("stage", name)
         shown = [-1]
 
