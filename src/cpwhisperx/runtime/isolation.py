@@ -54,6 +54,24 @@ def _death(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a child started in a session of its own, and what it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def let_go(proc: subprocess.Popen, *, timeout: float) -> bool:
+    """Close the child's stdin, whose EOF ends it; whether it ended within ``timeout``."""
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # type: ignore[union-attr]
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
 class _Worker:
     """A worker process: tasks go in on its stdin (a task file per line), and it answers on
     stdout (``progress 0.5``, ``error <message>``, ``exit <code>`` when a task is done)."""
@@ -106,19 +124,13 @@ class _Worker:
         return code, _death(code)
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
         self.reader.join(timeout=5)
 
     def close(self) -> None:
         """Let it go: stdin's EOF ends it."""
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if not let_go(self.proc, timeout=30):
+            kill_group(self.proc)
         self.reader.join(timeout=5)
 
 
@@ -182,8 +194,8 @@ def run_chain(kind: str, attempts: Sequence[tuple[str, Task]], *, result: Path,
     warnings: list[str] = []
     for attempt, (label, task) in enumerate(attempts):
         outcome = run_task(task.model_copy(update={"kind": kind, "attempt": attempt}),
-                           result=result,
-                           timeout=timeout, log_file=log_file, on_progress=on_progress)
+                           result=result, timeout=timeout, log_file=log_file,
+                           on_progress=on_progress)
         if outcome.ok:
             if outcome.why:
                 warnings.append(f"{label} {outcome.why} after writing its result: result kept")

@@ -3,7 +3,6 @@
 
 import contextlib
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpwhisperx.runtime import isolation
 from cpwhisperx.web.jobqueue import Entry, Queue
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,11 @@ class _Runner:
             self.proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        isolation.kill_group(self.proc)
 
     def close(self) -> None:
         """An idle runner: stdin's EOF ends it."""
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if not isolation.let_go(self.proc, timeout=10):
             self.stop(grace=0)
 
 
