@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps browser-deps demo test test-fast lint bench clean
+.PHONY: install system-deps browser-deps speech-deps demo test test-fast lint bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -22,6 +22,13 @@ browser-deps:
 	  if command -v apt-get >/dev/null; then \
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Chromium to run the page's tests (they are skipped without it)" >&2; fi; }
+
+# espeak-ng voices speak in the diarization tests' and bench's conversations (skipped without it).
+speech-deps:
+	@command -v espeak-ng >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "install espeak-ng to run the diarization tests (they are skipped without it)" >&2; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 needed")'
@@ -52,7 +59,7 @@ $(VENV)/.extras: $(VENV)/.installed
 	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm,indic,web]'
 	touch $@
 
-test: lint $(VENV)/.extras browser-deps
+test: lint $(VENV)/.extras browser-deps speech-deps
 	$(BIN)/pytest -q --durations=15
 
 # Under a minute, no Whisper model: the runner with fake stages, settings, text and timing rules.

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cpwhisperx import evaluation
+from cpwhisperx.jobs import Job
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL = evaluation.eval_root()
@@ -122,3 +123,8 @@ def assert_times_valid(transcript: dict, duration: float) -> None:
             assert word_last <= w["start"] <= w["end"] <= seg["end"]
             word_last = w["start"]
     assert transcript["text"] == " ".join(s["text"] for s in transcript["segments"])
+
+
+def stage_dir(root: Path, stage: str) -> Path:
+    """A stage's folder in the job folder ``root`` (numbered by the registry)."""
+    return Job(root.name, root).stage_dir(stage)

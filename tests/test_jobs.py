@@ -62,7 +62,7 @@ def test_job_layout(tmp_path: Path) -> None:
         assert (job.root / name).exists(), name
     manifest = jobs.Manifest.load(job)
     assert list(manifest.data.stages) == ["demux", "separate", "vad", "asr", "align", "clean",
-                                          "export"]
+                                          "diarize", "export"]
     assert {e.status for e in manifest.data.stages.values()} == {"pending"}
     assert job.info()["source_language"] == "en"
     assert jobs.find(tmp_path, job.id) == job

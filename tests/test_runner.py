@@ -136,3 +136,13 @@ def test_an_interruption_is_recorded_as_such(fakes: Fakes, job: jobs.Job) -> Non
     manifest = json.loads(job.manifest_path.read_text())
     assert manifest["runs"][-1]["status"] == "interrupted"
     assert manifest["stages"]["asr"]["error"] == "interrupted"
+
+
+def test_a_stage_in_a_renumbered_folder_runs_again(fakes: Fakes, job: jobs.Job,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job from a version with fewer stages: the folders after a new one are numbered
+    otherwise, and what the stages there made is not taken as made."""
+    _run(job)
+    number = registry.number
+    monkeypatch.setattr(registry, "number", lambda name: number(name) + (name == "export"))
+    assert _run(job) == {**dict.fromkeys(WORKFLOW[:-1], "reused"), "export": "ran"}

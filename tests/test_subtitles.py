@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import cli, clip, error_line, ffprobe_streams, job_of, job_root
+from conftest import cli, clip, error_line, ffprobe_streams, job_of, job_root, stage_dir
 from cpwhisperx import evaluation, media
 from cpwhisperx.text import linebreaks, subtitles
 from cpwhisperx.transcript import Segment, Word
@@ -267,7 +267,7 @@ def test_subtitles_of_english_clips_conform(tmp_path: Path, item) -> None:
     run = cli(tmp_path, "run", "-j", job_id)
     assert run.returncode == 0, run.stderr
     root = job_root(tmp_path, job_id)
-    report = json.loads((root / "09_subtitles" / "en.conformance.json").read_text())
+    report = json.loads((stage_dir(root, "subtitles") / "en.conformance.json").read_text())
     assert report["events"] > 0
     assert report["all_rules"] >= 0.98, report["failures"]
     manifest = json.loads((root / "manifest.json").read_text())
@@ -300,7 +300,7 @@ def test_subtitle_workflow_muxes_soft_tracks(tmp_path: Path, name, container, co
     rerun = cli(tmp_path, "run", "-j", job_of(proc), "--set", "SUBTITLE_MAX_CHARS=en:30,hi:20")
     assert rerun.returncode == 0, rerun.stderr
     assert (root / "04_asr" / "transcript.json").stat().st_mtime_ns == asr
-    report = json.loads((root / "09_subtitles" / "en.conformance.json").read_text())
+    report = json.loads((stage_dir(root, "subtitles") / "en.conformance.json").read_text())
     assert report["style"]["max_chars"] == 30
     cues = (outputs / f"{name}.en.srt").read_text().split("\n\n")
     assert all(subtitles.graphemes(line) <= 30 for cue in cues for line in cue.splitlines()[2:])

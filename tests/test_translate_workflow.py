@@ -18,6 +18,7 @@ from conftest import (
     job_of,
     job_root,
     no_hub,
+    stage_dir,
     translate_jfk,
 )
 from cpwhisperx import translation
@@ -96,7 +97,7 @@ def test_subtitle_workflow_translates_muxes_and_burns_in(tmp_path: Path, gguf: P
     # The Hindi transcript sits on the English sentences' spans, in Devanagari.
     english = Transcript.from_dict(json.loads((root / "06_clean/transcript.json").read_text()))
     spans = {(u.start, u.end) for u in translation.sentences(english)}
-    hindi = json.loads((root / "08_translate/transcript.hi.json").read_text())
+    hindi = json.loads((stage_dir(root, "translate") / "transcript.hi.json").read_text())
     assert_times_valid(hindi, duration)
     assert hindi["segments"]
     for segment in hindi["segments"]:
@@ -151,7 +152,7 @@ def test_whisper_translates_hindi_speech_into_english(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     root = job_root(tmp_path, job_of(proc))
     assert not (root / "outputs" / "hi_news_rain.hi.txt").exists()  # the spoken language
-    english = json.loads((root / "08_translate/transcript.en.json").read_text())
+    english = json.loads((stage_dir(root, "translate") / "transcript.en.json").read_text())
     assert english["language"] == "en" and english["meta"]["engine"] == "whisper"
     assert english["segments"]
     stage = json.loads((root / "manifest.json").read_text())["stages"]["translate"]

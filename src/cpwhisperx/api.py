@@ -23,7 +23,7 @@ from cpwhisperx.errors import ConfigError, MediaError
 from cpwhisperx.jobs import Job
 from cpwhisperx.progress import LogReporter, Reporter, Row
 from cpwhisperx.runtime import fsutil
-from cpwhisperx.stages import clean
+from cpwhisperx.stages import diarize
 from cpwhisperx.transcript import Transcript
 
 SHORT = {"language": "SOURCE_LANGUAGE", "model": "WHISPER_MODEL", "backend": "WHISPER_BACKEND",
@@ -123,7 +123,7 @@ class Pipeline:
         rows = pipeline.run_job(job, out_root=self.out, overrides=self.overrides,
                                 reporter=self.reporter)
         seconds = time.monotonic() - started
-        transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(job)))
+        transcript = Transcript.from_dict(fsutil.read_json(diarize.transcript_path(job)))
         return Result(job=job, transcript=transcript,
                       outputs=tuple(sorted(job.outputs.iterdir())), stages=tuple(rows),
                       duration=pipeline.media_duration(job), seconds=seconds)

@@ -23,7 +23,8 @@ FLAG_KEYS = {"source_language": "SOURCE_LANGUAGE", "backend": "WHISPER_BACKEND",
              "output_format": "OUTPUT_FORMAT", "max_line_width": "SUBTITLE_MAX_CHARS",
              "max_line_count": "SUBTITLE_MAX_LINES",
              "target_languages": "TARGET_LANGUAGES", "translator": "TRANSLATION_BACKEND",
-             "burn_in": "BURN_IN"}
+             "burn_in": "BURN_IN", "diarize": "DIARIZATION", "speakers": "NUM_SPEAKERS",
+             "min_speakers": "MIN_SPEAKERS", "max_speakers": "MAX_SPEAKERS"}
 
 
 def _out_root(args: argparse.Namespace) -> Path:
@@ -209,9 +210,15 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--initial-prompt", metavar="TEXT",
                         help="text the speech follows: names, spelling, punctuation")
     parser.add_argument("--hotwords", metavar="WORDS", help="words and names to favour")
+    parser.add_argument("--diarize", action="store_const", const="auto",
+                        help="tell speakers apart (DIARIZATION=auto)")
+    parser.add_argument("--speakers", type=int, metavar="N",
+                        help="how many speakers there are, when known (NUM_SPEAKERS)")
+    parser.add_argument("--min-speakers", type=int, metavar="N")
+    parser.add_argument("--max-speakers", type=int, metavar="N")
     parser.add_argument("--output-format", metavar="FORMATS",
                         help="the transcript's files: all, or a comma list of json, txt, tsv, "
-                             "srt, vtt")
+                             "srt, vtt, rttm")
     parser.add_argument("--max-line-width", type=int, metavar="N",
                         help="characters per subtitle line (SUBTITLE_MAX_CHARS)")
     parser.add_argument("--max-line-count", type=int, metavar="N",

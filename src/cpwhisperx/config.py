@@ -22,7 +22,8 @@ COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int
 
 
 MAX_TARGETS = 8  # subtitle languages per job
-OUTPUT_FORMATS = (*writers.WRITERS, *writers.CUE_WRITERS)  # json txt tsv srt vtt
+# json txt tsv srt vtt, and rttm (written once diarized)
+OUTPUT_FORMATS = (*writers.WRITERS, *writers.CUE_WRITERS, "rttm")
 
 
 class Settings(BaseModel):
@@ -57,6 +58,12 @@ class Settings(BaseModel):
     clean_repeat_limit: int = Field(3, ge=1, le=100)
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
+    # Who speaks when: none, auto (the speaker encoder that ships: ge2e), ge2e
+    diarization: Literal["none", "auto", "ge2e"] = "none"
+    num_speakers: int = Field(0, ge=0, le=64)  # 0: found from the audio
+    min_speakers: int = Field(0, ge=0, le=64)
+    max_speakers: int = Field(0, ge=0, le=64)
+    speaker_names: str = ""  # "Asha,Ravi" in order of first appearance, or "SPEAKER_01=Ravi"
     output_format: str = "all"  # the transcript's files: all, or a comma list of formats
     target_languages: str = ""
     translation_backend: Literal["auto", "whisper", "llm", "nllb", "indictrans2"] = "auto"
@@ -129,6 +136,15 @@ class Settings(BaseModel):
         if self.burn_in and self.burn_in not in (self.targets or [self.source_language]):
             raise ValueError(f"BURN_IN={self.burn_in} is not a subtitle language: add it to "
                              "TARGET_LANGUAGES (-t)")
+        return self
+
+    @model_validator(mode="after")
+    def _speakers(self) -> "Settings":
+        if self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ValueError(f"MIN_SPEAKERS={self.min_speakers} is more than "
+                             f"MAX_SPEAKERS={self.max_speakers}")
+        if self.num_speakers and (self.min_speakers or self.max_speakers):
+            raise ValueError("set NUM_SPEAKERS, or MIN_SPEAKERS/MAX_SPEAKERS, not both")
         return self
 
     @property

@@ -5,11 +5,15 @@ Needs the ``[dev]`` extra (jiwer, whisper-normalizer); used by tests and ``bench
 
 import json
 import os
+import random
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def eval_root() -> Path:
@@ -112,3 +116,259 @@ def long_form(minutes: float, folder: Path) -> tuple[Path, str, float]:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
                     str(listing), "-c:a", "flac", str(path)], check=True)
     return path, " ".join(i.text or "" for i in order), seconds * repeats
+
+
+# Speaker diarization: conversations with exact turns, RTTM, DER.
+
+RATE = 16000
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One speaker's stretch of speech, in seconds from the start of the file."""
+
+    start: float
+    end: float
+    speaker: str
+    text: str = ""
+
+
+# What the espeak-ng voices say: short lines of dialogue, no numbers (so WER needs no number
+# normalisation), written for this project (CC0 like the eval texts).
+_DIALOGUE = (
+    "Did anyone check the weather before we left this morning?",
+    "I think the meeting moved to the small room upstairs.",
+    "Could you send me the notes when you get a chance?",
+    "That sounds fine to me, as long as we finish early.",
+    "We should ask the others what they think about it.",
+    "I left my umbrella on the train again yesterday.",
+    "Let me read the last part of the letter out loud.",
+    "Nobody told me the library closes early on Fridays.",
+    "The coffee machine on the second floor is broken again.",
+    "Maybe we can walk to the river after lunch.",
+    "I would rather wait until the end of the week.",
+    "Please remind me to call my sister tonight.",
+)
+
+# en_jfk split at its three long pauses (found by energy, see _jfk_pieces), with their words.
+_JFK_PHRASES = ("And so, my fellow Americans,", "ask not",
+                "what your country can do for you,", "ask what you can do for your country.")
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Any media as 16 kHz mono float32 samples (numpy), through ffmpeg."""
+    import subprocess
+
+    proc = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-ac", "1",
+                           "-ar", str(RATE), "-f", "f32le", "-"], capture_output=True, check=True)
+    return np.frombuffer(proc.stdout, np.float32).copy()
+
+
+def _frames_db(samples: np.ndarray, hop: int) -> np.ndarray:
+    n = len(samples) // hop
+    power = (samples[:n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
+    return 10 * np.log10(power + 1e-12)
+
+
+def _trim(samples: np.ndarray, *, within_db: float = 45) -> np.ndarray:
+    """From the first to the last 5 ms frame within ``within_db`` of the loudest one: the
+    eval set's own rule for where a piece of speech starts and ends."""
+    hop = RATE // 200
+    db = _frames_db(samples, hop)
+    active = np.flatnonzero(db > db.max() - within_db)
+    return samples[active[0] * hop:(active[-1] + 1) * hop]
+
+
+def _loud(samples: np.ndarray, *, dbfs: float = -23.0) -> np.ndarray:
+    """RMS-normalised so no voice wins by loudness, with 3 ms fades so the cuts do not click."""
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) or 1.0
+    out = samples * (10 ** (dbfs / 20) / rms)
+    fade = min(len(out) // 2, RATE * 3 // 1000)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out[:fade] *= ramp
+    out[len(out) - fade:] *= ramp[::-1]
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def _joe() -> list[tuple[np.ndarray, str]]:
+    """Single sentences cut out of the clean Piper clips at their exact times (clips with a
+    background, and the one read word by word, are left out)."""
+    pieces = []
+    for item in items():
+        if (item.kind != "tts" or item.language != "en" or item.path.suffix != ".flac"
+                or item.meta.get("background") or item.words is not None or not item.sentences):
+            continue
+        samples = _decode(item.path)
+        pieces += [(samples[round(s["start"] * RATE):round(s["end"] * RATE)], s["text"])
+                   for s in item.sentences]
+    return pieces
+
+
+def _jfk_pieces() -> list[tuple[np.ndarray, str]]:
+    """The real JFK recording split at its pauses: a pause is 0.5 s of 10 ms frames within
+    8 dB of the recording's noise floor. The whole clip is one piece if the pauses do not
+    give the four known phrases."""
+    item = next(i for i in items() if i.id == "en_jfk")
+    samples = _decode(item.path)
+    hop = RATE // 100
+    db = _frames_db(samples, hop)
+    active = np.flatnonzero(db > np.percentile(db, 10) + 8)
+    breaks = np.flatnonzero(np.diff(active) > 50)  # more than 0.5 s between active frames
+    runs = np.split(active, breaks + 1)
+    if len(runs) != len(_JFK_PHRASES) or " ".join(_JFK_PHRASES) != item.text:
+        return [(_trim(samples), item.text or "")]
+    margin = 2  # 20 ms either side: the recording has its room's noise, not digital silence
+    return [(samples[max(0, (r[0] - margin) * hop):(r[-1] + 1 + margin) * hop], text)
+            for r, text in zip(runs, _JFK_PHRASES, strict=True)]
+
+
+def _espeak(variant: str, lines: Sequence[str]) -> list[tuple[np.ndarray, str]]:
+    """``espeak-ng -v en-us+<variant>`` saying each line, resampled to 16 kHz by ffmpeg."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed: make speech-deps (apt-get install "
+                           "espeak-ng)")
+    pieces = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, line in enumerate(lines):
+            wav = Path(tmp) / f"{k}.wav"
+            subprocess.run(["espeak-ng", "-v", f"en-us+{variant}", "-w", str(wav), line],
+                           check=True, capture_output=True)
+            pieces.append((_trim(_decode(wav)), line))
+    return pieces
+
+
+def _speaker_order(voices: Sequence[str], turns: int, rng: random.Random) -> list[str]:
+    """Rounds of every voice in a shuffled order, a round never starting with the voice that
+    ended the last one: counts stay within one of each other and nobody follows themselves."""
+    order: list[str] = []
+    while len(order) < turns:
+        round_ = list(voices)
+        rng.shuffle(round_)
+        if order and round_[0] == order[-1]:
+            round_[0], round_[-1] = round_[-1], round_[0]
+        order += round_
+    return order[:turns]
+
+
+def conversation(folder: Path, *, voices: Sequence[str] = ("joe", "jfk", "espeak-f3"),
+                 turns: int = 18, seed: int = 0, name: str | None = None,
+                 ) -> tuple[Path, list[Turn]]:
+    """A multi-speaker English conversation with exact turns, from speech that ships: Piper's
+    joe (sentences of the eval clips), the real JFK clip (its phrases) and espeak-ng voices
+    (``espeak-<variant>``, e.g. ``espeak-f3``, ``espeak-m1``). Each turn is one utterance at
+    -23 dBFS RMS, turns are 0.2-0.8 s apart and no speaker follows itself.
+
+    Writes ``<name>.wav`` (16 kHz mono 16-bit), ``<name>.rttm`` (the reference, speakers named
+    after the voices) and ``<name>.txt`` (the words, in order) to ``folder``; returns the WAV
+    and the turns. The same seed gives the same file, byte for byte, on the same machine."""
+    if len(set(voices)) != len(voices) or len(voices) < 2:
+        raise ValueError(f"voices must be two or more different ones: {list(voices)}")
+    if turns < len(voices):
+        raise ValueError(f"{turns} turns cannot hold {len(voices)} speakers")
+    if unknown := [v for v in voices if v not in ("joe", "jfk") and not v.startswith("espeak-")]:
+        raise ValueError(f"unknown voice {unknown[0]!r}: joe, jfk or espeak-<variant>")
+    rng = random.Random(seed)
+    pools: dict[str, list[tuple[np.ndarray, str]]] = {}
+    for voice in voices:
+        if voice == "joe":
+            pools[voice] = _joe()
+        elif voice == "jfk":
+            pools[voice] = _jfk_pieces()
+        else:
+            lines = list(_DIALOGUE)
+            random.Random(f"{seed}-{voice}").shuffle(lines)
+            pools[voice] = _espeak(voice.removeprefix("espeak-"), lines[:-(-turns // len(voices))])
+    # Each voice goes through its utterances in a seeded order before any comes again.
+    queues: dict[str, list[tuple[np.ndarray, str]]] = {voice: [] for voice in voices}
+    said = []
+    for speaker in _speaker_order(voices, turns, rng):
+        if not queues[speaker]:
+            queues[speaker] = rng.sample(pools[speaker], len(pools[speaker]))
+        said.append((speaker, *queues[speaker].pop(), rng.uniform(0.2, 0.8)))
+    return _join(folder, name or f"conversation_{'_'.join(voices)}_{seed}", said)
+
+
+def dialogue(folder: Path, script: Sequence[tuple[str, str]], *, gap: float, name: str
+             ) -> tuple[Path, list[Turn]]:
+    """``(espeak variant, line)`` pairs said in turn, ``gap`` seconds apart (a quick exchange:
+    "Coming?" "No."), written as ``conversation`` writes its files."""
+    said = [(f"espeak-{variant}", *_espeak(variant, [line])[0], gap) for variant, line in script]
+    return _join(folder, name, said)
+
+
+def _join(folder: Path, stem: str, said: Sequence[tuple[str, np.ndarray, str, float]]
+          ) -> tuple[Path, list[Turn]]:
+    """``(speaker, samples, text, gap after)`` one after the other, 0.5 s of silence at each
+    end: ``<stem>.wav``, ``.rttm`` and ``.txt`` in ``folder``; the WAV and the turns."""
+    import wave
+
+    chunks = [np.zeros(RATE // 2, np.float32)]
+    position = len(chunks[0])
+    result: list[Turn] = []
+    for speaker, samples, text, after in said:
+        speech = _loud(samples)
+        result.append(Turn(start=position / RATE, end=(position + len(speech)) / RATE,
+                           speaker=speaker, text=text))
+        gap = np.zeros(round(after * RATE), np.float32)
+        chunks += [speech, gap]
+        position += len(speech) + len(gap)
+    chunks[-1] = np.zeros(RATE // 2, np.float32)
+    audio = np.concatenate(chunks)
+    path = folder / f"{stem}.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((np.round(audio * 32767)).astype("<i2").tobytes())
+    write_rttm(folder / f"{stem}.rttm", result, file=stem)
+    (folder / f"{stem}.txt").write_text(" ".join(t.text for t in result) + "\n", encoding="utf-8")
+    return path, result
+
+
+def write_rttm(path: Path, turns: Sequence[Turn], *, file: str) -> None:
+    """Turns as RTTM SPEAKER lines (NIST's format, what md-eval and pyannote read)."""
+    path.write_text("".join(f"SPEAKER {file} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> "
+                            f"{t.speaker} <NA> <NA>\n" for t in turns), encoding="utf-8")
+
+
+def read_rttm(path: Path, *, file: str | None = None) -> list[Turn]:
+    """The SPEAKER lines of an RTTM file (of one ``file`` when it holds several), by start."""
+    turns = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) < 8 or fields[0] != "SPEAKER" or (file and fields[1] != file):
+            continue
+        start, duration = float(fields[3]), float(fields[4])
+        turns.append(Turn(start=start, end=start + duration, speaker=fields[7]))
+    return sorted(turns, key=lambda t: (t.start, t.end))
+
+
+def der(reference: Sequence[Turn], hypothesis: Sequence[Turn], *, collar: float = 0.25) -> float:
+    """Diarization error rate: (missed + false alarm + confused speech) / reference speech, with
+    speakers mapped one to one for the least error and ``collar`` seconds either side of each
+    reference boundary not scored (NIST md-eval ``-c 0.25``); overlap is scored. Needs
+    pyannote.metrics (the ``[dev]`` extra), whose own ``collar`` is the total width."""
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    if not reference:
+        raise ValueError("an empty reference has no diarization error rate")
+
+    def annotation(turns: Sequence[Turn]) -> Annotation:
+        result = Annotation()
+        for k, t in enumerate(turns):
+            result[Segment(t.start, t.end), k] = t.speaker
+        return result
+
+    end = max(t.end for t in [*reference, *hypothesis])
+    metric = DiarizationErrorRate(collar=2 * collar, skip_overlap=False)
+    return float(metric(annotation(reference), annotation(hypothesis),
+                        uem=Timeline([Segment(0, end)])))
+
+
+def speakers_found(turns: Sequence[Turn]) -> int:
+    return len({t.speaker for t in turns})

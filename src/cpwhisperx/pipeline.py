@@ -24,9 +24,13 @@ def _file_record(path: Path) -> OutputFile:
                       mtime_ns=stat.st_mtime_ns)
 
 
-def _intact(root: Path, outputs: dict[str, OutputFile]) -> bool:
+def _intact(root: Path, outputs: dict[str, OutputFile], folder: Path) -> bool:
+    """Every output as it was written, where the stage writes now (an older version numbered
+    the stage folders otherwise)."""
     for rel, record in outputs.items():
         path = root / rel
+        if path.parent not in (folder, root / "outputs"):
+            return False
         if not path.is_file() or path.stat().st_size != record.size:
             return False
         if path.stat().st_mtime_ns != record.mtime_ns and fsutil.sha256_file(path) != record.sha256:
@@ -92,7 +96,7 @@ def _run_stage(name: str, ctx: StageContext, manifest: Manifest, reporter: Repor
         ctx = replace(ctx, log=log)
         try:
             entry = manifest.stage(name)
-            done = entry.status == "done" and _intact(job.root, entry.outputs)
+            done = entry.status == "done" and _intact(job.root, entry.outputs, ctx.dir(name))
             try:
                 fingerprint = _fingerprint(module, ctx, manifest)
             except MediaError as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cpwhisperx.stages import Stage
 
-ORDER = ("demux", "separate", "vad", "asr", "align", "clean", "export", "translate",
+ORDER = ("demux", "separate", "vad", "asr", "align", "clean", "diarize", "export", "translate",
          "subtitles", "mux")
 WORKFLOWS: dict[str, tuple[str, ...]] = {
     "transcribe": ORDER[:ORDER.index("export") + 1],

@@ -20,15 +20,17 @@ class Word:
     end: float
     text: str
     probability: float = 1.0
+    speaker: str | None = None  # once diarized
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "text": self.text,
-                "probability": self.probability}
+        out = {"start": self.start, "end": self.end, "text": self.text,
+               "probability": self.probability}
+        return out if self.speaker is None else {**out, "speaker": self.speaker}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Word":
         return cls(start=float(data["start"]), end=float(data["end"]), text=str(data["text"]),
-                   probability=float(data.get("probability", 1.0)))
+                   probability=float(data.get("probability", 1.0)), speaker=data.get("speaker"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,11 +38,13 @@ class Sentence:
     end: float
     text: str
     words: tuple[Word, ...]
+    speaker: str | None = None
 
 
 def sentences(transcript: Transcript) -> list[Sentence]:
     """The transcript's words grouped into sentences: each ends at sentence-final
-    punctuation, or at the end of a segment followed by a pause or after a long run."""
+    punctuation, where the speaker changes, or at the end of a segment followed by a pause or
+    after a long run."""
 
     out: list[Sentence] = []
     words: list[Word] = []
@@ -52,23 +54,27 @@ def sentences(transcript: Transcript) -> list[Sentence]:
     joints = iter(linebreaks.joints([w.text.strip() for ws in spoken for w in ws],
                                     transcript.language)[1:])
     for index, segment in enumerate(segments):
+        if words and segment.speaker != segments[index - 1].speaker:
+            out.append(_sentence(words, transcript.language, segments[index - 1].speaker))
+            words = []
         for word in spoken[index]:
             words.append(word)
             if next(joints).after_sentence:
-                out.append(_sentence(words, transcript.language))
+                out.append(_sentence(words, transcript.language, segment.speaker))
                 words = []
         following = segments[index + 1].start if index + 1 < len(segments) else None
         if words and (following is None or following - segment.end >= PAUSE_S
                       or segment.end - words[0].start >= LONG_S):
-            out.append(_sentence(words, transcript.language))
+            out.append(_sentence(words, transcript.language, segment.speaker))
             words = []
     return out
 
 
-def _sentence(words: list[Word], language: str) -> Sentence:
+def _sentence(words: list[Word], language: str, speaker: str | None) -> Sentence:
     joiner = "" if language in SPACELESS else " "
     return Sentence(start=words[0].start, end=max(w.end for w in words),
-                    text=joiner.join(w.text.strip() for w in words), words=tuple(words))
+                    text=joiner.join(w.text.strip() for w in words), words=tuple(words),
+                    speaker=speaker)
 
 
 def retime(sentence: Sentence, text: str, *, language: str) -> Segment:
@@ -86,8 +92,9 @@ def retime(sentence: Sentence, text: str, *, language: str) -> Segment:
         done += weight
         words.append(Word(start=start, end=max(start, _at(spans, total * done / scale,
                                                            late=False)),
-                          text=token, probability=1.0))
-    return Segment(start=sentence.start, end=sentence.end, text=text.strip(), words=tuple(words))
+                          text=token, probability=1.0, speaker=sentence.speaker))
+    return Segment(start=sentence.start, end=sentence.end, text=text.strip(), words=tuple(words),
+                   speaker=sentence.speaker)
 
 
 def _tokens(text: str, language: str) -> list[str]:

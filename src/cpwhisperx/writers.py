@@ -1,5 +1,6 @@
 """Writers: a transcript as JSON (the contract), plain text and TSV (a line per segment that
-has text; JSON keeps every segment), and subtitle cues as SRT and WebVTT."""
+has text; JSON keeps every segment; each with its speaker once diarized), RTTM (who speaks
+when, for diarization scoring tools), and subtitle cues as SRT and WebVTT."""
 
 import datetime as dt
 import json
@@ -18,7 +19,9 @@ def to_json(transcript: Transcript) -> str:
 
 
 def to_txt(transcript: Transcript) -> str:
-    return "".join(f"{s.text.strip()}\n" for s in _spoken(transcript))
+    """A line per segment, ``[SPEAKER_00]: `` before it once diarized (as WhisperX writes)."""
+    return "".join(f"{f'[{s.speaker}]: ' if s.speaker else ''}{s.text.strip()}\n"
+                   for s in _spoken(transcript))
 
 
 def srt_text(cues: Iterable[tuple[float, float, str]]) -> str:
@@ -46,10 +49,28 @@ def vtt_text(cues: Iterable[tuple[float, float, str]]) -> str:
 
 def to_tsv(transcript: Transcript) -> str:
     """Whisper's TSV: integer milliseconds, tabs and newlines in text replaced by spaces."""
-    rows = ["start\tend\ttext"]
-    rows += [f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t"
-             f"{' '.join(s.text.split())}" for s in _spoken(transcript)]
+    spoken = _spoken(transcript)
+    speakers = any(s.speaker for s in spoken)  # a fourth column once diarized
+    rows = ["start\tend\ttext" + ("\tspeaker" if speakers else "")]
+    rows += [f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"
+             + (f"\t{' '.join((s.speaker or '').split())}" if speakers else "") for s in spoken]
     return "\n".join(rows) + "\n"
+
+
+def to_rttm(transcript: Transcript, *, file_id: str) -> str:
+    """NIST RTTM: a SPEAKER line per run of one speaker's segments (no spaces in fields)."""
+    name = "_".join(file_id.split()) or "audio"
+    lines: list[list] = []
+    for s in transcript.segments:
+        if not s.speaker or s.end <= s.start:
+            continue
+        speaker = "_".join(s.speaker.split())
+        if lines and lines[-1][0] == speaker and s.start - lines[-1][2] < 1e-6:
+            lines[-1][2] = s.end  # one speaker's adjacent segments: one turn
+        else:
+            lines.append([speaker, s.start, s.end])
+    return "".join(f"SPEAKER {name} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} "
+                   "<NA> <NA>\n" for speaker, start, end in lines)
 
 
 WRITERS: dict[str, Callable[[Transcript], str]] = {

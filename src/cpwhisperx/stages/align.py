@@ -1,4 +1,4 @@
-"""Stage 05: transcript + audio → ``transcript.json`` with word times from the chosen aligner.
+"""Stage: transcript + audio → ``transcript.json`` with word times from the chosen aligner.
 
 A forced aligner runs in a worker process with a timeout. If it crashes or hangs, the job
 keeps Whisper's own word times; if there are none, words are spread evenly over each segment

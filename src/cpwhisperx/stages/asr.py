@@ -1,4 +1,4 @@
-"""Stage 04: audio + speech regions → ``transcript.json`` (with Whisper's word times).
+"""Stage: audio + speech regions → ``transcript.json`` (with Whisper's word times).
 
 The engine runs in a worker process (``work``), retried once with the fallback configuration
 if it crashes or hangs. Speech is decoded in chunks of ``BATCH_SIZE`` lanes (``lanes``), read

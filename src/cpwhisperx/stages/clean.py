@@ -1,4 +1,4 @@
-"""Stage 06: transcript → ``transcript.json`` without hallucinations, and ``removed.json``
+"""Stage: transcript → ``transcript.json`` without hallucinations, and ``removed.json``
 saying what each rule removed and why (also in the manifest)."""
 
 from collections import Counter

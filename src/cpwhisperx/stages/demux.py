@@ -1,4 +1,4 @@
-"""Stage 01: media → 16 kHz mono ``audio.wav`` (+ ``media.json`` describing the source)."""
+"""Stage: media → 16 kHz mono ``audio.wav`` (+ ``media.json`` describing the source)."""
 
 from pathlib import Path
 from typing import Any

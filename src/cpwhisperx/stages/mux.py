@@ -1,4 +1,4 @@
-"""Stage 10: the media with every subtitle language as a soft track: MKV with SRT tracks, or
+"""Stage: the media with every subtitle language as a soft track: MKV with SRT tracks, or
 MP4 with ``mov_text`` tracks when the source is an MP4/MOV. Video and audio are copied, never
 re-encoded; each track gets its ISO 639-2 language tag and the language's name as its title.
 ``BURN_IN=<lang>`` also writes ``<stem>.<lang>.burned.<ext>``, that language drawn into the

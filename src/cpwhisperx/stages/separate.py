@@ -1,4 +1,4 @@
-"""Stage 02 (optional): audio → ``vocals.wav``, the speech without the noise or music under it.
+"""Stage (optional): audio → ``vocals.wav``, the speech without the noise or music under it.
 
 Off unless ``SOURCE_SEPARATION`` is set. The engine runs in a worker process; when it crashes or
 hangs, the job goes on with the original audio and the manifest says so (a missing model or

@@ -1,5 +1,5 @@
-"""Stage 09: transcript → subtitles per language (``outputs/<stem>.<lang>.srt`` and ``.vtt``)
-with a conformance report (``09_subtitles/<lang>.conformance.json``, summed up in the
+"""Stage: transcript → subtitles per language (``outputs/<stem>.<lang>.srt`` and ``.vtt``)
+with a conformance report (``NN_subtitles/<lang>.conformance.json``, summed up in the
 manifest)."""
 
 from dataclasses import asdict
@@ -9,12 +9,12 @@ from typing import Any
 from cpwhisperx import writers
 from cpwhisperx.jobs import Job
 from cpwhisperx.runtime import fsutil
-from cpwhisperx.stages import StageContext, StageResult, clean, demux, translate
+from cpwhisperx.stages import StageContext, StageResult, demux, diarize, translate
 from cpwhisperx.text import linebreaks, subtitles
 from cpwhisperx.transcript import Transcript
 
 NAME = "subtitles"
-INPUTS = ("demux", "clean", "translate")
+INPUTS = ("demux", "diarize", "translate")
 
 
 def tracks_path(job: Job) -> Path:
@@ -74,7 +74,7 @@ def warm(ctx: StageContext) -> None:
 
 
 def run(ctx: StageContext) -> StageResult:
-    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
+    transcript = Transcript.from_dict(fsutil.read_json(diarize.transcript_path(ctx.job)))
     fps = fsutil.read_json(demux.info_path(ctx.job)).get("fps")
     s = ctx.settings
     outputs, tracks, summary, warnings = [], [], {}, []

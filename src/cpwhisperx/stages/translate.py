@@ -1,5 +1,5 @@
-"""Stage 08: transcript → one translated transcript per target language
-(``08_translate/transcript.<lang>.json``, and ``outputs/<stem>.<lang>.json`` and ``.txt``).
+"""Stage: transcript → one translated transcript per target language
+(``NN_translate/transcript.<lang>.json``, and ``outputs/<stem>.<lang>.json`` and ``.txt``).
 
 The transcript is translated sentence by sentence, each translation re-timed onto its source
 sentence's span (``translation.retime``). Finished sentences go into a cache shared by every
@@ -20,12 +20,12 @@ from cpwhisperx.engines.translate import indictrans2, llama_server, nllb
 from cpwhisperx.errors import CpwError, EngineUnavailable
 from cpwhisperx.jobs import Job
 from cpwhisperx.runtime import fsutil, isolation
-from cpwhisperx.stages import StageContext, StageResult, asr, clean, separate
+from cpwhisperx.stages import StageContext, StageResult, asr, clean, diarize, separate
 from cpwhisperx.text import scripts
 from cpwhisperx.transcript import Transcript
 
 NAME = "translate"
-INPUTS = ("separate", "clean")
+INPUTS = ("separate", "diarize")
 WORKER_ENGINES = ("whisper", "nllb", "indictrans2")  # native code: in a worker process, like ASR
 
 
@@ -65,7 +65,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> StageResult:
-    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
+    transcript = Transcript.from_dict(fsutil.read_json(diarize.transcript_path(ctx.job)))
     source = transcript.language
     targets = _targets(ctx, source)
     if not targets:

@@ -1,4 +1,4 @@
-"""Stage 03: audio → ``speech.json``, the speech regions in seconds."""
+"""Stage: audio → ``speech.json``, the speech regions in seconds."""
 
 from pathlib import Path
 from typing import Any

@@ -4,7 +4,9 @@ Events are chosen by dynamic programming over the words: every event fits in two
 most 42 characters (grapheme clusters, so Devanagari counts as it is read), lasts 5/6 s to 7 s,
 leaves two frames before the next one and is readable at the language's speed; among the
 segmentations that do, the one that ends events at sentence ends and breaks lines after
-punctuation or before conjunctions and prepositions wins. Words never move: an event starts
+punctuation or before conjunctions and prepositions wins. Once speakers are known, a change
+of speaker ends an event where it can; where one event holds two speakers, each has a line
+that opens with a dialogue dash, and no event holds three. Words never move: an event starts
 with its first word, and only its end is extended (for reading time) into the pause after it.
 ``check`` measures every rule on any list of events, ours or not.
 """
@@ -12,7 +14,7 @@ with its first word, and only its end is extended (for reading time) into the pa
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import regex
@@ -34,6 +36,10 @@ PAUSE_S = 1.0  # a silence this long inside an event is a missed place to end it
 PAUSES = (",", ";", ":", "-", "—")  # punctuation inside a sentence: a break after it is fine
 CHAIN_S = 0.5  # a gap this short between two events is closed to the minimum (two frames)
 MID_LINE = 1.5  # the cost of a sentence ending inside a line: a new one reads best on its own
+# Two speakers in one event: each line opens with a dash, a hyphen without a space in Netflix's
+# guides, a hyphen and a no-break space in French ones.
+DIALOGUE_DASH: dict[str, str] = {"default": "-", "fr": "-\u00a0"}
+TWO_SPEAKERS = 1.5  # the cost of an event holding a change of speaker: one each reads best
 RULES = ("characters_per_line", "lines", "reading_speed", "min_duration", "max_duration",
          "frame_gap", "line_break")
 
@@ -107,6 +113,10 @@ class _Words:
         self.segment_ends = segment_ends  # indices of words that end an ASR segment
         self.until = until  # the end of the media: no event lasts beyond it
         self.joiner = "" if language in SPACELESS else " "
+        self.dash = DIALOGUE_DASH.get(language, DIALOGUE_DASH["default"])
+        # Speaker changes before each word, so that an event's count is O(1).
+        self.changes = [0, *itertools.accumulate(
+            a.speaker != b.speaker for a, b in itertools.pairwise(self.words))]
         self.texts = [w.text.strip() for w in self.words]
         self.syntax = linebreaks.joints(self.texts, language)
         self.prefix = [0]  # characters before each word, so a width costs O(1)
@@ -127,6 +137,10 @@ class _Words:
         """Sentences ending inside words i..j-1, not at its end."""
         return self.ends[j - 1] - self.ends[i]
 
+    def speaker_changes(self, i: int, j: int) -> int:
+        """Changes of speaker inside words i..j-1."""
+        return self.changes[j - 1] - self.changes[i]
+
     def bad_joint(self, k: int) -> str | None:
         """Why a break between word k-1 and word k is not allowed, if it is not."""
         if self.syntax[k].after_sentence or self.texts[k - 1].endswith(PAUSES):
@@ -135,7 +149,7 @@ class _Words:
 
     def _joint_cost(self, k: int) -> float:
         before = self.texts[k - 1]
-        if self.syntax[k].after_sentence:
+        if self.syntax[k].after_sentence or self.speaker_changes(k - 1, k + 1):
             return 0.0
         if self.bad_joint(k):  # even where a segment ends: Whisper also ends some mid-phrase
             return 8.0
@@ -148,6 +162,15 @@ class _Words:
 
 def _layout(words: _Words, i: int, j: int, style: Style) -> tuple[tuple[str, ...], float] | None:
     """The best lines for words i..j-1 and their cost; None when they cannot fit."""
+    changes = words.speaker_changes(i, j)
+    if changes:  # two speakers: a line each, dashed; never three, nor one twice
+        k = next(k for k in range(i + 1, j) if words.speaker_changes(k - 1, k + 1))
+        dash = graphemes(words.dash)
+        if changes > 1 or style.max_lines < 2 or \
+                max(words.width(i, k), words.width(k, j)) + dash > style.max_chars:
+            return None
+        return ((words.dash + words.join(i, k), words.dash + words.join(k, j)),
+                TWO_SPEAKERS + MID_LINE * (words.sentence_ends(i, k) + words.sentence_ends(k, j)))
     if words.width(i, j) <= style.max_chars:
         return (words.join(i, j),), MID_LINE * words.sentence_ends(i, j)
     if style.max_lines < 2:
@@ -195,7 +218,8 @@ def events(segments: Sequence[Segment], *, language: str, style: Style,
     """Subtitle events for a transcript's words (segments without words are spread evenly),
     none lasting past ``until``, the end of the media."""
 
-    spoken = [[p for w in spoken_words(s) for p in _cut(w, style.max_chars)] for s in segments]
+    spoken = [[p for w in spoken_words(s) for p in _cut(replace(w, speaker=w.speaker or s.speaker),
+                                                         style.max_chars)] for s in segments]
     ends = frozenset(itertools.accumulate(len(ws) for ws in spoken if ws)) - {0}
     words = _Words([w for ws in spoken for w in ws], language,
                    segment_ends=frozenset(e - 1 for e in ends), until=until)
@@ -241,7 +265,7 @@ def _cut(word: Word, width: int) -> list[Word]:
     out, at = [], word.start
     for piece in pieces:
         end = at + step * graphemes(piece)
-        out.append(Word(round(at, 3), round(end, 3), piece, word.probability))
+        out.append(replace(word, start=round(at, 3), end=round(end, 3), text=piece))
         at = end
     return out
 
@@ -274,7 +298,12 @@ def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
     all_rules = 0
     # All the text at once, so that each line break is judged within its sentence.
     spaced = language not in SPACELESS
-    split = [" ".join(e.lines).split() if spaced else [] for e in items]
+    dash = DIALOGUE_DASH.get(language, DIALOGUE_DASH["default"])
+    # Two speakers' lines, each opened by a dash: broken where the speaker changes.
+    dialogue = [len(e.lines) == 2 and all(line.startswith(dash) for line in e.lines)
+                for e in items]
+    split = [" ".join(line.removeprefix(dash) if two else line for line in e.lines).split()
+             if spaced else [] for e, two in zip(items, dialogue, strict=True)]
     syntax = _Words([Word(0, 0, t) for ts in split for t in ts], language)
     at = 0  # words before the event
     for index, event in enumerate(items):
@@ -299,7 +328,7 @@ def check(items: Sequence[Event], style: Style, *, language: str) -> Report:
         elif style.gap + 0.0015 < gap < CHAIN_S - 1e-6:
             why["frame_gap"] = (f"{gap:.3f} s to the next event: close a gap of "
                                 f"under {CHAIN_S:g} s to {style.min_gap_frames} frames")
-        if len(event.lines) > 1 and spaced and \
+        if len(event.lines) > 1 and spaced and not dialogue[index] and \
                 (reason := syntax.bad_joint(at + len(event.lines[0].split()))):
             why["line_break"] = f"line broken {reason}"
         at += len(split[index])

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from cpwhisperx import writers
 from cpwhisperx.jobs import Job
 from cpwhisperx.runtime import fsutil
-from cpwhisperx.stages import clean, demux, translate
+from cpwhisperx.stages import demux, diarize, translate
 from cpwhisperx.transcript import Transcript
 from cpwhisperx.web.service import HttpError, Service
 
@@ -54,7 +54,7 @@ def verbose(transcript: Transcript, *, task: str, duration: float, words: bool,
 
 def _answer(job: Job, *, task: str, response_format: str, granularities: list[str]
             ) -> Response:
-    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(job)))
+    transcript = Transcript.from_dict(fsutil.read_json(diarize.transcript_path(job)))
     translated = translate.transcript_path(job, "en")
     if task == "translate" and translated.is_file():
         transcript = Transcript.from_dict(fsutil.read_json(translated))

@@ -1,0 +1,115 @@
+"""The GE2E speaker encoder of Resemblyzer (Apache-2.0; ``data/ge2e/LICENSE``), converted to
+ONNX by ``scripts/build_ge2e.py``: runs on onnxruntime, which faster-whisper already needs, so
+the default install diarizes without torch.
+
+Each span of speech is volume-normalised as Resemblyzer does, cut into 1.6 s windows of 40
+mel bands (linear power, as the encoder was trained on) and embedded; a span's embedding is
+the mean of its windows'. The spans are then clustered (``cluster``)."""
+
+import functools
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+import numpy as np
+
+from cpwhisperx.engines.diarize import Speakers, Turn, cluster
+from cpwhisperx.media import SAMPLE_RATE, WavReader
+
+N_FFT, HOP, N_MELS = 400, 160, 40  # 25 ms windows every 10 ms
+WINDOW, STEP = 160, 160  # frames: 1.6 s windows, one after the other
+TARGET_DBFS = -30.0  # quiet speech raised to this, loud speech left alone
+# Mean pairwise cosine similarity at which two groups of spans are one voice: spans of one
+# voice score 0.83-0.95 with this encoder, different voices 0.4-0.74 (research on Piper,
+# Festival, espeak-ng and real voices; bench/diarization.py measures the result).
+THRESHOLD = 0.7
+BATCH = 128  # windows per onnxruntime call
+
+
+@functools.cache
+def _filterbank() -> np.ndarray:
+    """Slaney-scale mel filters with Slaney area normalisation, 0-8 kHz: librosa's defaults,
+    which the encoder was trained with."""
+    def to_mel(hz: np.ndarray) -> np.ndarray:
+        return np.where(hz >= 1000, 15 + np.log(np.maximum(hz, 1e-10) / 1000) / (np.log(6.4) / 27),
+                        hz * 3 / 200)
+
+    def to_hz(mel: np.ndarray) -> np.ndarray:
+        return np.where(mel >= 15, 1000 * np.exp((np.log(6.4) / 27) * (mel - 15)), mel * 200 / 3)
+
+    edges = to_hz(np.linspace(to_mel(np.array(0.0)), to_mel(np.array(SAMPLE_RATE / 2)),
+                              N_MELS + 2))
+    bins = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)
+    ramps = edges[:, None] - bins[None, :]
+    lower = -ramps[:-2] / np.diff(edges)[:-1, None]
+    upper = ramps[2:] / np.diff(edges)[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper)) * (2 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def mel(audio: np.ndarray) -> np.ndarray:
+    """(frames, 40) mel power spectrogram, frames centred every 10 ms (zero padded)."""
+    padded = np.pad(audio.astype(np.float32), N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32) ** 2
+    return power @ _filterbank().T
+
+
+def normalise(audio: np.ndarray) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
+    gain = 10 ** ((TARGET_DBFS - 20 * np.log10(max(rms, 1e-9))) / 20)
+    return audio * gain if 1 < gain < 1e4 else audio  # raised only, and never silence
+
+
+def windows(spectrogram: np.ndarray) -> np.ndarray:
+    """1.6 s windows every 0.8 s, the last one ending with the span; a span shorter than
+    one window is padded with silence, as Resemblyzer pads."""
+    if len(spectrogram) < WINDOW:
+        spectrogram = np.pad(spectrogram, ((0, WINDOW - len(spectrogram)), (0, 0)))
+    starts = list(range(0, len(spectrogram) - WINDOW + 1, STEP))
+    if starts[-1] + WINDOW < len(spectrogram):
+        starts.append(len(spectrogram) - WINDOW)
+    return np.stack([spectrogram[s:s + WINDOW] for s in starts])
+
+
+class GE2E:
+    name = "ge2e"
+
+    def __init__(self, *, threads: int = 1) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        model = resources.files("cpwhisperx") / "data" / "ge2e" / "ge2e.onnx"
+        self.session = onnxruntime.InferenceSession(model.read_bytes(), options,
+                                                    providers=["CPUExecutionProvider"])
+
+    def embed(self, spans: Sequence[np.ndarray],
+              progress: Callable[[float], None] = lambda _done: None) -> np.ndarray:
+        """One unit-length embedding per span of audio: the mean of its windows'."""
+        batches = [windows(mel(normalise(span))) for span in spans]
+        owner = np.repeat(np.arange(len(batches)), [len(b) for b in batches])
+        stacked = np.concatenate(batches) if batches else np.zeros((0, WINDOW, N_MELS))
+        out = np.zeros((len(stacked), 256), dtype=np.float32)
+        for lo in range(0, len(stacked), BATCH):
+            out[lo:lo + BATCH] = self.session.run(
+                None, {"mels": stacked[lo:lo + BATCH].astype(np.float32)})[0]
+            progress(min(1.0, (lo + BATCH) / len(stacked)))
+        sums = np.zeros((len(spans), 256), dtype=np.float64)
+        np.add.at(sums, owner, out)
+        return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+
+    def diarize(self, audio: WavReader, *, regions: Sequence[tuple[float, float]],
+                speakers: Speakers, progress: Callable[[float], None] = lambda _done: None
+                ) -> list[Turn]:
+        embeddings = self.embed([audio.seconds(start, end) for start, end in regions],
+                                lambda done: progress(0.95 * done))
+        durations = np.array([end - start for start, end in regions])
+        # A span shorter than a window is padded with silence: it joins the voices, never
+        # makes one.
+        labels = cluster.cluster(embeddings, durations, threshold=THRESHOLD, speakers=speakers,
+                                 reliable_s=WINDOW * HOP / SAMPLE_RATE)
+        progress(1.0)
+        return [Turn(start, end, int(label))
+                for (start, end), label in zip(regions, labels, strict=True)]

@@ -1,0 +1,185 @@
+"""Stage: transcript + audio → ``transcript.json`` with a speaker for every word and
+segment (``DIARIZATION``), segments split where the speaker changes; ``turns.json`` has the
+engine's speaker turns. With ``DIARIZATION=none`` the transcript passes through unchanged.
+
+The engine runs in a worker process, like the aligner: one that crashes or hangs costs the
+job its speakers (with a warning, under ``auto``), never the transcript."""
+
+import bisect
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cpwhisperx import media
+from cpwhisperx.engines import diarize as diarizers
+from cpwhisperx.errors import CpwError
+from cpwhisperx.jobs import Job
+from cpwhisperx.languages import SENTENCE_END, SPACELESS
+from cpwhisperx.runtime import fsutil, isolation
+from cpwhisperx.stages import StageContext, StageResult, clean, separate
+from cpwhisperx.transcript import Segment, Transcript, Word, spoken_words
+
+NAME = "diarize"
+INPUTS = ("demux", "separate", "clean")
+PAUSE_S = 0.15  # a pause this long between words may be a change of speaker
+LONGEST_S = 8.0  # a span of speech longer than this is embedded in parts: a change may hide
+
+
+def transcript_path(job: Job) -> Path:
+    return job.stage_dir(NAME) / "transcript.json"
+
+
+def turns_path(job: Job) -> Path:
+    return job.stage_dir(NAME) / "turns.json"
+
+
+def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
+    s = ctx.settings
+    if s.diarization == "none":
+        return {"engine": "none"}
+    return {"engine": diarizers.choose(s.diarization), "number": s.num_speakers,
+            "low": s.min_speakers, "high": s.max_speakers, "names": s.speaker_names}
+
+
+class Task(isolation.Task):
+    audio: Path
+    engine: str
+    regions: list[tuple[float, float]]
+    number: int = 0
+    low: int = 0
+    high: int = 0
+    threads: int = 1
+
+
+def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
+    """In the worker: the engine's turns over the task's regions of speech."""
+    from cpwhisperx.engines.diarize.ge2e import GE2E
+
+    engine = GE2E(threads=task.threads)
+    speakers = diarizers.Speakers(number=task.number, low=task.low, high=task.high)
+    with media.WavReader(task.audio) as audio:
+        turns = engine.diarize(audio, regions=task.regions, speakers=speakers,
+                               progress=progress)
+    return {"engine": engine.name,
+            "turns": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns]}
+
+
+def regions(transcript: Transcript) -> list[tuple[float, float]]:
+    """Where words are spoken, in spans that one speaker likely holds: a span ends at a pause,
+    at a sentence's end and at a segment's end, and is cut in parts past ``LONGEST_S``."""
+    out: list[tuple[float, float]] = []
+    for segment in transcript.segments:
+        start = end = None
+        for word in spoken_words(segment):
+            if start is not None and end is not None and (word.start - end >= PAUSE_S
+                                                          or end - start >= LONGEST_S):
+                out.append((start, end))
+                start = None
+            start = word.start if start is None else start
+            end = word.end
+            if word.text.rstrip("\"')]\u201d\u2019").endswith(SENTENCE_END):
+                out.append((start, end))
+                start = None
+        if start is not None and end is not None:
+            out.append((start, end))
+    return [(round(a, 3), round(b, 3)) for a, b in out if b > a]
+
+
+def labels(count: int, names: str) -> list[str]:
+    """``SPEAKER_00`` ... in order of first appearance, renamed by ``SPEAKER_NAMES``: a comma
+    list of names in that order, or of ``SPEAKER_01=Name`` pairs."""
+    out = [f"SPEAKER_{i:02d}" for i in range(count)]
+    given = [n.strip() for n in names.split(",") if n.strip()]
+    pairs = dict(n.split("=", 1) for n in given if "=" in n)
+    positional = [n for n in given if "=" not in n]
+    return [pairs.get(label, positional[i] if i < len(positional) else label).strip()
+            for i, label in enumerate(out)]
+
+
+def assign(transcript: Transcript, turns: Sequence[diarizers.Turn], names: Sequence[str]
+           ) -> Transcript:
+    """Each word the speaker of the turn it overlaps most (the nearest turn where it overlaps
+    none), each segment split where its words' speaker changes."""
+    if not turns:
+        return transcript
+    turns = sorted(turns, key=lambda t: t.start)
+    starts = [t.start for t in turns]
+    # Of the turns up to each, the one that ends last.
+    latest = list(itertools.accumulate(range(len(turns)), lambda a, b: max(
+        a, b, key=lambda k: turns[k].end)))
+
+    def speaker_at(start: float, end: float) -> str:
+        # Those that may overlap [start, end] (starting before its end, back to where none
+        # before reaches its start), the nearest before it and the first after it.
+        hi = bisect.bisect_right(starts, end)
+        lo = hi
+        while lo > 0 and turns[latest[lo - 1]].end >= start:
+            lo -= 1
+        near = turns[lo:hi + 1] + ([turns[latest[lo - 1]]] if lo else [])
+        best = max(near, key=lambda t: (min(end, t.end) - max(start, t.start),
+                                        -abs((t.start + t.end) / 2 - (start + end) / 2)))
+        return names[best.speaker]
+
+    joiner = "" if transcript.language in SPACELESS else " "
+    segments: list[Segment] = []
+    for segment in transcript.segments:
+        if not segment.words:
+            segments.append(replace(segment, speaker=speaker_at(segment.start, segment.end)))
+            continue
+        words = [replace(w, speaker=speaker_at(w.start, w.end)) for w in segment.words]
+        runs: list[list[Word]] = [[words[0]]]
+        for word in words[1:]:
+            if word.speaker == runs[-1][-1].speaker or not word.text.strip():
+                runs[-1].append(word)
+            else:
+                runs.append([word])
+        if len(runs) == 1:
+            segments.append(replace(segment, words=tuple(words), speaker=words[0].speaker))
+            continue
+        segments += [replace(segment, start=run[0].start, end=run[-1].end, words=tuple(run),
+                             text=joiner.join(w.text.strip() for w in run if w.text.strip()),
+                             speaker=run[0].speaker) for run in runs]
+    return Transcript(transcript.language, tuple(segments), transcript.meta)
+
+
+def run(ctx: StageContext) -> StageResult:
+    transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
+    out = transcript_path(ctx.job)
+    s = ctx.settings
+    spans = regions(transcript)
+    if s.diarization == "none" or not spans:
+        fsutil.write_json(out, transcript.to_dict())
+        ctx.progress(1.0)
+        return StageResult(outputs=[out], backend="none" if s.diarization == "none"
+                           else "none (no words to tell speakers apart by)")
+    name = diarizers.choose(s.diarization)
+    task = Task(audio=separate.audio_path(ctx.job), engine=name, regions=spans,
+                number=s.num_speakers, low=s.min_speakers, high=s.max_speakers,
+                threads=ctx.resolved.cpu_threads)
+    try:
+        used, warnings = isolation.run_chain(NAME, [(name, task)], result=turns_path(ctx.job),
+                                             timeout=60 + spans[-1][1],
+                                             log_file=ctx.job.log_file(NAME),
+                                             on_progress=ctx.progress)
+    except CpwError as exc:  # the engine's own one-line error
+        used, warnings = None, [exc.message]
+    if used is None:
+        if s.diarization != "auto":
+            raise CpwError(f"DIARIZATION={name} failed ({'; '.join(warnings)}): details in "
+                           f"{ctx.job.log_file(NAME)}; DIARIZATION=none goes on without "
+                           "speakers")
+        fsutil.write_json(out, transcript.to_dict())
+        return StageResult(outputs=[out], backend="none",
+                           warnings=[*warnings, "the transcript is kept without speakers"])
+    found = fsutil.read_json(turns_path(ctx.job))
+    turns = [diarizers.Turn(t["start"], t["end"], t["speaker"]) for t in found["turns"]]
+    count = max(t.speaker for t in turns) + 1
+    result = assign(transcript, turns, labels(count, s.speaker_names))
+    fsutil.write_json(out, {**result.to_dict(),
+                            "meta": {**result.meta, "speakers": sorted(
+                                {seg.speaker for seg in result.segments if seg.speaker})}})
+    ctx.progress(1.0)
+    return StageResult(outputs=[out, turns_path(ctx.job)], backend=used, warnings=warnings,
+                       meta={"speakers": count, "turns": len(turns)})

@@ -1,0 +1,352 @@
+"""Speakers: clustering, the spans embedded, words and segments given speakers, the outputs
+that show them, and subtitle events with two speakers."""
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_times_valid, cli, clip, error_line, job_of, job_root
+from cpwhisperx import evaluation, writers
+from cpwhisperx.engines.diarize import Speakers, Turn
+from cpwhisperx.engines.diarize.cluster import cluster
+from cpwhisperx.stages import diarize
+from cpwhisperx.text import subtitles
+from cpwhisperx.transcript import Segment, Transcript, Word
+
+
+def _voices(sizes: list[int], *, seed: int = 0, spread: float = 0.35) -> np.ndarray:
+    """Unit vectors around one random centre per voice (cosine about 0.9 within a voice,
+    about 0 across)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), 64))
+    rows = [c + spread * rng.normal(size=64) * np.linalg.norm(c) / 8
+            for c, n in zip(centres, sizes, strict=True) for _ in range(n)]
+    out = np.array(rows)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _cluster(embeddings: np.ndarray, durations: np.ndarray,
+             speakers: Speakers | None = None) -> np.ndarray:
+    return cluster(embeddings, durations, threshold=0.75, speakers=speakers or Speakers(),
+                   reliable_s=1.0)
+
+
+@pytest.mark.fast
+def test_clustering_finds_the_voices_numbered_by_first_appearance() -> None:
+    embeddings = _voices([4, 3, 5])
+    order = np.random.default_rng(1).permutation(12)
+    labels = _cluster(embeddings[order], np.full(12, 2.0))
+    truth = np.repeat([0, 1, 2], [4, 3, 5])[order]
+    assert len(set(labels)) == 3
+    assert all(len({t for t, x in zip(truth, labels, strict=True) if x == label}) == 1
+               for label in set(labels))
+    assert [int(x) for x in dict.fromkeys(labels)] == [0, 1, 2]
+
+
+@pytest.mark.fast
+def test_clustering_obeys_the_number_of_speakers_given() -> None:
+    embeddings, durations = _voices([4, 3, 5]), np.full(12, 2.0)
+    for speakers, count in ((Speakers(number=2), 2), (Speakers(high=2), 2),
+                            (Speakers(low=4), 4), (Speakers(number=5), 5)):
+        labels = _cluster(embeddings, durations, speakers)
+        assert len(set(labels)) == count, speakers
+
+
+@pytest.mark.fast
+def test_a_short_span_joins_the_nearest_voice_and_a_tiny_voice_is_folded() -> None:
+    embeddings = _voices([4, 4])
+    durations = np.array([2.0] * 3 + [0.3] + [2.0] * 4)  # the 4th is too short to cluster
+    labels = _cluster(embeddings, durations)
+    assert list(labels) == [0] * 4 + [1] * 4
+    # A third voice with 2% of the speech is taken for the edge of a turn.
+    embeddings = _voices([4, 4, 1], seed=3)
+    durations = np.array([5.0] * 8 + [1.2])
+    assert len(set(_cluster(embeddings, durations))) == 2
+    assert len(set(_cluster(embeddings, durations, Speakers(number=3)))) == 3
+
+
+@pytest.mark.fast
+def test_clustering_nothing_or_one() -> None:
+    assert list(_cluster(np.zeros((0, 8)), np.zeros(0))) == []
+    assert list(_cluster(_voices([1]), np.ones(1))) == [0]
+
+
+def _segment(*words: tuple[float, float, str]) -> Segment:
+    ws = tuple(Word(s, e, t) for s, e, t in words)
+    return Segment(ws[0].start, ws[-1].end, " ".join(w.text for w in ws), ws)
+
+
+@pytest.mark.fast
+def test_spans_end_at_pauses_sentences_and_segments() -> None:
+    transcript = Transcript("en", (
+        _segment((0.0, 0.4, "Where"), (0.4, 0.8, "were"), (0.8, 1.2, "you?"),
+                 (1.25, 1.5, "I"), (1.5, 2.0, "was"), (2.3, 2.8, "out")),
+        _segment((3.0, 3.5, "fine")),
+        _segment(*[(4.0 + i, 4.9 + i, "word") for i in range(12)])))
+    spans = diarize.regions(transcript)
+    assert spans[:4] == [(0.0, 1.2), (1.25, 2.0), (2.3, 2.8), (3.0, 3.5)]
+    assert all(b - a <= diarize.LONGEST_S + 1.0 for a, b in spans)
+    assert spans[-1][1] == 15.9
+    assert all(a < b <= c for (a, b), (c, _) in itertools.pairwise(spans))
+
+
+@pytest.mark.fast
+def test_speaker_names() -> None:
+    assert diarize.labels(3, "") == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
+    assert diarize.labels(3, "Asha, Ravi") == ["Asha", "Ravi", "SPEAKER_02"]
+    assert diarize.labels(2, "SPEAKER_01=Ravi") == ["SPEAKER_00", "Ravi"]
+
+
+@pytest.mark.fast
+def test_words_get_the_speaker_they_overlap_and_segments_split_where_it_changes() -> None:
+    transcript = Transcript("en", (
+        _segment((0.0, 0.5, "Are"), (0.5, 0.9, "you"), (0.9, 1.4, "coming?"),
+                 (1.6, 2.0, "No,"), (2.0, 2.4, "sorry.")),
+        Segment(3.0, 4.0, "Unaligned words"),
+        _segment((5.0, 5.5, "Fine.")),))
+    turns = [Turn(0.0, 1.4, 0), Turn(1.6, 2.4, 1), Turn(3.0, 4.1, 1), Turn(5.2, 5.4, 0)]
+    result = diarize.assign(transcript, turns, ["Asha", "Ravi"])
+    assert [(s.speaker, s.text) for s in result.segments] == [
+        ("Asha", "Are you coming?"), ("Ravi", "No, sorry."), ("Ravi", "Unaligned words"),
+        ("Asha", "Fine.")]
+    assert all(w.speaker == s.speaker for s in result.segments for w in s.words)
+    assert all(s.start == s.words[0].start and s.end == s.words[-1].end
+               for s in result.segments if s.words)
+    assert result.text == transcript.text  # nothing said is lost or moved
+    assert [w.text for s in result.segments for w in s.words] == \
+        [w.text for s in transcript.segments for w in s.words]
+    assert diarize.assign(transcript, [], ["x"]) == transcript
+
+
+@pytest.mark.fast
+def test_outputs_show_the_speakers() -> None:
+    transcript = Transcript("en", (
+        Segment(0.0, 1.4, "Are you coming?", speaker="Asha"),
+        Segment(1.6, 2.4, "No, sorry.", speaker="Ravi Kumar"),
+        Segment(2.4, 3.0, "Why?", speaker="Asha")))
+    assert writers.to_txt(transcript).splitlines()[:2] == [
+        "[Asha]: Are you coming?", "[Ravi Kumar]: No, sorry."]
+    rows = [r.split("\t") for r in writers.to_tsv(transcript).splitlines()]
+    assert rows[0] == ["start", "end", "text", "speaker"] and rows[2][3] == "Ravi Kumar"
+    rttm = [line.split() for line in
+            writers.to_rttm(transcript, file_id="my talk").splitlines()]
+    assert [r[:5] + r[7:8] for r in rttm] == [
+        ["SPEAKER", "my_talk", "1", "0.000", "1.400", "Asha"],
+        ["SPEAKER", "my_talk", "1", "1.600", "0.800", "Ravi_Kumar"],
+        ["SPEAKER", "my_talk", "1", "2.400", "0.600", "Asha"]]
+    plain = Transcript("en", (Segment(0.0, 1.0, "Hello."),))
+    assert writers.to_tsv(plain).splitlines()[0] == "start\tend\ttext"
+    assert writers.to_txt(plain) == "Hello.\n" and writers.to_rttm(plain, file_id="x") == ""
+
+
+def _dialogue(turns: list[tuple[str, list[str]]], *, gap: float = 0.1) -> list[Segment]:
+    """A segment per turn, words 0.3 s long."""
+    out, at = [], 0.0
+    for speaker, texts in turns:
+        words = []
+        for text in texts:
+            words.append(Word(round(at, 3), round(at + 0.3, 3), text))
+            at += 0.32
+        out.append(Segment(words[0].start, words[-1].end, " ".join(texts), tuple(words),
+                           speaker=speaker))
+        at += gap
+    return out
+
+
+STYLE = subtitles.Style()
+
+
+@pytest.mark.fast
+def test_two_speakers_in_one_event_have_a_dashed_line_each() -> None:
+    segments = _dialogue([("A", ["Coming?"]), ("B", ["No."]), ("A", ["Why", "not?"])], gap=0.05)
+    events = subtitles.events(segments, language="en", style=STYLE)
+    dialogue = [e for e in events if len(e.lines) == 2 and e.lines[0].startswith("-")]
+    assert dialogue, events
+    assert all(all(line.startswith("-") and not line.startswith("- ") for line in e.lines)
+               for e in dialogue)
+    assert [line.removeprefix("-") for e in events for line in e.lines] == \
+        ["Coming?", "No.", "Why not?"]
+    french = subtitles.events(segments, language="fr", style=STYLE)
+    assert any(e.lines[0].startswith("-\u00a0") for e in french)
+    report = subtitles.check(events, STYLE, language="en")
+    assert report.share("line_break") == 1.0
+
+
+@pytest.mark.fast
+def test_a_change_of_speaker_ends_an_event_where_it_can() -> None:
+    # Unpunctuated, and short enough for one event: the change is where it is cut.
+    segments = _dialogue([("A", ["so", "we", "met", "at", "the", "old"]),
+                          ("B", ["station", "and", "then", "we", "left"])], gap=0.3)
+    events = subtitles.events(segments, language="en", style=STYLE)
+    assert [e.text for e in events] == ["so we met at the old", "station and then we left"]
+
+
+@pytest.mark.fast
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(1, 9)), min_size=1, max_size=12),
+       st.sampled_from([0.05, 0.3, 1.2]))
+def test_no_event_holds_three_speakers_or_mixes_lines(turns: list[tuple[str, int]],
+                                                      gap: float) -> None:
+    text = itertools.count()
+    segments = _dialogue([(s, [f"w{next(text)}" for _ in range(n)]) for s, n in turns],
+                         gap=gap)
+    speaker_of = {w.text: s.speaker for s in segments for w in s.words}
+    events = subtitles.events(segments, language="en", style=STYLE)
+    for event in events:
+        lines = [line.removeprefix("-").split() for line in event.lines]
+        who = [{speaker_of[w] for w in line} for line in lines]
+        dashed = all(line.startswith("-") for line in event.lines)
+        if len(set().union(*who)) > 1:
+            assert len(event.lines) == 2 and dashed and all(len(w) == 1 for w in who), event
+        else:
+            assert not any(line.startswith("-") for line in event.lines), event
+    assert [w for e in events for line in e.lines for w in line.removeprefix("-").split()] \
+        == [w.text for s in segments for w in s.words]
+
+
+def test_the_encoder_tells_voices_apart_on_shipped_speech() -> None:
+    """Real speech: sentences of one Piper voice are nearer each other than to JFK, across
+    ``ge2e.THRESHOLD``; embeddings have unit length, and the same audio gives the same one."""
+    from cpwhisperx import evaluation
+    from cpwhisperx.engines.diarize import ge2e
+
+    joe = [samples for samples, _ in evaluation._joe()[:4]]
+    jfk = [samples for samples, _ in evaluation._jfk_pieces()]
+    encoder = ge2e.GE2E()
+    a, b = encoder.embed(joe), encoder.embed(jfk)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(encoder.embed(joe[:1]), a[:1], atol=1e-6)
+    same = [float(x @ y) for x, y in itertools.combinations(a, 2)]
+    across = [float(x @ y) for x in a for y in b]
+    assert min(same) > ge2e.THRESHOLD > max(across), (same, across)
+
+
+@pytest.mark.fast
+def test_a_translation_keeps_each_sentence_with_its_speaker() -> None:
+    from cpwhisperx import translation
+
+    segments = _dialogue([("A", ["so", "we", "met"]), ("B", ["at", "the", "station"])])
+    transcript = Transcript("en", tuple(segments))
+    units = translation.sentences(transcript)
+    assert [(u.text, u.speaker) for u in units] == [("so we met", "A"), ("at the station", "B")]
+    hindi = translation.translated(transcript, units, ["तो हम मिले", "स्टेशन पर"], language="hi",
+                                   meta={})
+    assert [s.speaker for s in hindi.segments] == ["A", "B"]
+    assert all(w.speaker == s.speaker for s in hindi.segments for w in s.words)
+
+
+@pytest.mark.fast
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 30), st.floats(0.05, 8), st.integers(0, 3)),
+                min_size=1, max_size=12),
+       st.lists(st.tuples(st.floats(0, 35), st.floats(0.0, 1.0)), min_size=1, max_size=30))
+def test_each_word_gets_the_turn_it_overlaps_most(turns: list[tuple[float, float, int]],
+                                                  words: list[tuple[float, float]]) -> None:
+    """Turns may overlap (an engine that finds overlapping speech): the search through them
+    gives what comparing every turn gives."""
+    found = [Turn(s, s + d, k) for s, d, k in turns]
+    spans = sorted((round(s, 3), round(s + d, 3)) for s, d in words)
+    transcript = Transcript("en", tuple(Segment(a, b, "w", (Word(a, b, "w"),)) for a, b in spans))
+    names = ["A", "B", "C", "D"]
+    result = diarize.assign(transcript, found, names)
+    for (a, b), segment in zip(spans, result.segments, strict=True):
+        best = max(min(b, t.end) - max(a, t.start) for t in found)
+        ties = [t for t in found if min(b, t.end) - max(a, t.start) == best]
+        assert segment.speaker in {names[t.speaker] for t in ties}
+
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="no espeak-ng: make speech-deps")
+
+
+def _outputs(out: Path, proc) -> Path:
+    assert proc.returncode == 0, proc.stderr
+    return job_root(out, job_of(proc)) / "outputs"
+
+
+@needs_espeak
+def test_three_speakers_are_found_and_told_apart(tmp_path: Path) -> None:
+    """The acceptance conversation: Piper's joe, the real JFK and an espeak-ng voice, 18 turns
+    0.2-0.8 s apart; the number of speakers not given."""
+    media, reference = evaluation.conversation(tmp_path, seed=0)
+    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en", "--diarize")
+    outputs = _outputs(tmp_path / "out", proc)
+    found = evaluation.read_rttm(outputs / f"{media.stem}.rttm")
+    assert evaluation.speakers_found(found) == 3
+    assert evaluation.der(reference, found) <= 0.15
+    transcript = json.loads((outputs / f"{media.stem}.json").read_text())
+    assert_times_valid(transcript, reference[-1].end + 0.5)
+    for segment in transcript["segments"]:
+        assert segment["speaker"].startswith("SPEAKER_0")
+        assert {w["speaker"] for w in segment["words"]} <= {segment["speaker"]}
+    lines = (outputs / f"{media.stem}.txt").read_text().splitlines()
+    assert lines and all(line.startswith("[SPEAKER_0") for line in lines)
+    assert (outputs / f"{media.stem}.tsv").read_text().split("\n")[0].endswith("\tspeaker")
+
+
+@needs_espeak
+def test_a_quick_exchange_gets_dialogue_dashes_and_names(tmp_path: Path) -> None:
+    script = [("m1", "Did anyone check the weather before we left this morning?"),
+              ("f3", "No."), ("m1", "Why not?"), ("f3", "I forgot."),
+              ("m1", "Then we should ask the others what they think about it."),
+              ("f3", "I left my umbrella on the train again yesterday.")]
+    media, _ = evaluation.dialogue(tmp_path, script, gap=0.15, name="exchange")
+    proc = cli(tmp_path / "out", "subtitle", str(media), "-s", "en", "-t", "en", "--diarize",
+               "--speakers", "2", "--set", "SPEAKER_NAMES=Ravi,Asha")
+    outputs = _outputs(tmp_path / "out", proc)
+    import srt
+
+    events = list(srt.parse((outputs / "exchange.en.srt").read_text()))
+    transcript = json.loads((outputs / "exchange.json").read_text())
+    # The events' words are the transcript's, in order: who said each.
+    said = iter([w["speaker"] for s in transcript["segments"] for w in s["words"]])
+    dashed = 0
+    for event in events:
+        lines = event.content.split("\n")
+        who = [{next(said) for _ in line.removeprefix("-").split()} for line in lines]
+        if event.content.startswith("-"):
+            dashed += 1
+            assert len(lines) == 2 and all(line.startswith("-") for line in lines)
+            assert all(len(w) == 1 for w in who) and who[0] != who[1], (event.content, who)
+        else:
+            assert len(set().union(*who)) == 1, (event.content, who)
+    assert dashed, [e.content for e in events]
+    assert {s["speaker"] for s in transcript["segments"]} == {"Ravi", "Asha"}
+    assert transcript["segments"][0]["speaker"] == "Ravi"
+
+
+def test_diarization_off_costs_nothing_and_shows_nothing(tmp_path: Path) -> None:
+    media = clip("en_jfk")
+    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en")
+    outputs = _outputs(tmp_path / "out", proc)
+    assert not (outputs / "en_jfk.rttm").exists()
+    transcript = json.loads((outputs / "en_jfk.json").read_text())
+    assert all(s["speaker"] is None and all("speaker" not in w for w in s["words"])
+               for s in transcript["segments"])
+    assert not (outputs / "en_jfk.txt").read_text().startswith("[")
+    manifest = json.loads((job_root(tmp_path / "out", job_of(proc)) / "manifest.json")
+                          .read_text())
+    assert manifest["stages"]["diarize"]["backend"] == "none"
+    assert manifest["stages"]["diarize"]["seconds"] < 0.5
+
+
+def test_a_crashed_encoder_keeps_the_transcript(tmp_path: Path) -> None:
+    media = clip("en_jfk")
+    env = {"CPWHISPERX_FAULT": "diarize:segv"}
+    proc = cli(tmp_path / "auto", "transcribe", str(media), "-s", "en", "--diarize", env=env)
+    outputs = _outputs(tmp_path / "auto", proc)
+    assert "the transcript is kept without speakers" in proc.stderr
+    assert not (outputs / "en_jfk.rttm").exists()
+    reference = next(i.text for i in evaluation.items() if i.id == "en_jfk") or ""
+    text = json.loads((outputs / "en_jfk.json").read_text())["text"]
+    assert evaluation.wer(reference, text, "en") <= 0.1
+    proc = cli(tmp_path / "ge2e", "transcribe", str(media), "-s", "en", "--set",
+               "DIARIZATION=ge2e", env=env)
+    assert proc.returncode != 0
+    assert "DIARIZATION=ge2e failed" in error_line(proc)
