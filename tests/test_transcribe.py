@@ -136,7 +136,7 @@ def test_sigkill_during_asr_resumes_without_redoing_demux_and_vad(tmp_path: Path
     data = json.loads(manifest.read_text())
     assert data["runs"][-1]["stages"] == {"demux": "reused", "separate": "reused",
                                           "vad": "reused", "asr": "ran", "align": "ran",
-                                          "clean": "ran", "export": "ran"}
+                                          "clean": "ran", "diarize": "ran", "export": "ran"}
     assert [data["stages"][s]["attempts"] for s in ("demux", "vad", "asr", "align", "clean",
                                                     "export")] == [1, 1, 2, 1, 1, 1]
     assert (job_root(tmp_path, job_id) / "outputs" / "en_lecture_plants.srt").is_file()

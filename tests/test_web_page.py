@@ -14,6 +14,7 @@ import pytest
 import srt
 
 from conftest import REPO, clip, job_root, no_hub, wait_for
+from cpwhisperx import registry
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("fastapi")
@@ -76,10 +77,10 @@ def test_upload_watch_play_edit_save(page: tuple["playwright.Page", Server],
     expect(tab.locator("form button[type=submit]")).to_be_focused()
     tab.keyboard.press("Enter")
     expect(tab.locator("#job")).to_be_visible()
-    expect(tab.locator("#stages li")).to_have_count(10)
+    expect(tab.locator("#stages li")).to_have_count(len(registry.WORKFLOWS["subtitle"]))
     shot(tab, "2-running")
     expect(tab.locator("#job-state")).to_have_text("done", timeout=900_000)
-    expect(tab.locator("#stages li.done")).to_have_count(10)
+    expect(tab.locator("#stages li.done")).to_have_count(len(registry.WORKFLOWS["subtitle"]))
     shot(tab, "3-done")
 
     # The film plays, with both tracks.

@@ -6,7 +6,6 @@ The engine runs in a worker process, like the aligner: one that crashes or hangs
 job its speakers (with a warning, under ``auto``), never the transcript."""
 
 import bisect
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +44,6 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 class Task(isolation.Task):
     audio: Path
-    engine: str
     regions: list[tuple[float, float]]
     number: int = 0
     low: int = 0
@@ -107,8 +105,9 @@ def assign(transcript: Transcript, turns: Sequence[diarizers.Turn], names: Seque
     turns = sorted(turns, key=lambda t: t.start)
     starts = [t.start for t in turns]
     # Of the turns up to each, the one that ends last.
-    latest = list(itertools.accumulate(range(len(turns)), lambda a, b: max(
-        a, b, key=lambda k: turns[k].end)))
+    latest: list[int] = []
+    for k, turn in enumerate(turns):
+        latest.append(k if not latest or turn.end > turns[latest[-1]].end else latest[-1])
 
     def speaker_at(start: float, end: float) -> str:
         # Those that may overlap [start, end] (starting before its end, back to where none
@@ -155,7 +154,7 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(outputs=[out], backend="none" if s.diarization == "none"
                            else "none (no words to tell speakers apart by)")
     name = diarizers.choose(s.diarization)
-    task = Task(audio=separate.audio_path(ctx.job), engine=name, regions=spans,
+    task = Task(audio=separate.audio_path(ctx.job), regions=spans,
                 number=s.num_speakers, low=s.min_speakers, high=s.max_speakers,
                 threads=ctx.resolved.cpu_threads)
     try:

@@ -64,8 +64,8 @@ def normalise(audio: np.ndarray) -> np.ndarray:
 
 
 def windows(spectrogram: np.ndarray) -> np.ndarray:
-    """1.6 s windows every 0.8 s, the last one ending with the span; a span shorter than
-    one window is padded with silence, as Resemblyzer pads."""
+    """1.6 s windows one after another, the last one ending with the span; a span shorter
+    than one window is padded with silence, as Resemblyzer pads."""
     if len(spectrogram) < WINDOW:
         spectrogram = np.pad(spectrogram, ((0, WINDOW - len(spectrogram)), (0, 0)))
     starts = list(range(0, len(spectrogram) - WINDOW + 1, STEP))
