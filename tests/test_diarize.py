@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import assert_times_valid, cli, clip, error_line, job_of, job_root
 from cpwhisperx import evaluation, writers
+from cpwhisperx.config import Settings
 from cpwhisperx.engines.diarize import Speakers, Turn
 from cpwhisperx.engines.diarize.cluster import cluster
 from cpwhisperx.stages import diarize
@@ -99,7 +100,8 @@ def test_spans_end_at_pauses_sentences_and_segments() -> None:
 @pytest.mark.fast
 def test_speaker_names() -> None:
     assert diarize.labels(3, "") == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
-    assert diarize.labels(3, "Asha, Ravi") == ["Asha", "Ravi", "SPEAKER_02"]
+    names = Settings(speaker_names="Asha, Ravi").speaker_names
+    assert diarize.labels(3, names) == ["Asha", "Ravi", "SPEAKER_02"]
     assert diarize.labels(2, "SPEAKER_01=Ravi") == ["SPEAKER_00", "Ravi"]
 
 
@@ -350,3 +352,36 @@ def test_a_crashed_encoder_keeps_the_transcript(tmp_path: Path) -> None:
                "DIARIZATION=ge2e", env=env)
     assert proc.returncode != 0
     assert "DIARIZATION=ge2e failed" in error_line(proc)
+
+
+@pytest.mark.fast
+def test_a_word_without_text_makes_no_segment_of_its_own() -> None:
+    transcript = Transcript("en", (Segment(0.0, 2.0, "Yes no", (
+        Word(0.0, 0.5, " "), Word(0.5, 1.0, "Yes"), Word(1.2, 2.0, "no"))),))
+    turns = [Turn(0.0, 0.4, 1), Turn(0.5, 1.0, 0), Turn(1.2, 2.0, 1)]
+    result = diarize.assign(transcript, turns, ["A", "B"])
+    assert [(s.text, s.speaker) for s in result.segments] == [("Yes", "A"), ("no", "B")]
+
+
+@pytest.mark.fast
+def test_speaker_settings() -> None:
+    from cpwhisperx import cli
+
+    assert Settings(speaker_names=" SPEAKER_01 = Ravi ").speaker_names == "SPEAKER_01=Ravi"
+    assert diarize.labels(3, "SPEAKER_01=Ravi") == ["SPEAKER_00", "Ravi", "SPEAKER_02"]
+    for bad in ("SPEAKER_00=Asha,Ravi", "Dr=Who", "SPEAKER_01="):
+        with pytest.raises(ValueError):
+            Settings(speaker_names=bad)
+    with pytest.raises(ValueError):
+        Settings(num_speakers=2, max_speakers=3)
+    args = cli.build_parser().parse_args(["transcribe", "x.wav", "--speakers", "2"])
+    assert cli._overrides(args)["DIARIZATION"] == "auto"
+
+
+@pytest.mark.fast
+def test_given_speakers_are_found_even_in_short_spans() -> None:
+    embeddings = _voices([3, 3, 3], seed=5)
+    durations = np.array([2.0] * 3 + [2.0] * 3 + [0.8] * 3)  # the third voice: short lines
+    labels = cluster(embeddings, durations, threshold=0.75, speakers=Speakers(number=3),
+                     reliable_s=1.6)
+    assert list(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]

@@ -35,6 +35,8 @@ def _out_root(args: argparse.Namespace) -> Path:
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
     values = {key: str(value) for flag, key in FLAG_KEYS.items()
               if (value := getattr(args, flag, None)) is not None}
+    if {"NUM_SPEAKERS", "MIN_SPEAKERS", "MAX_SPEAKERS"} & values.keys():
+        values.setdefault("DIARIZATION", "auto")  # --speakers N says: tell them apart
     for item in getattr(args, "set", None) or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -214,8 +216,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
                         help="tell speakers apart (DIARIZATION=auto)")
     parser.add_argument("--speakers", type=int, metavar="N",
                         help="how many speakers there are, when known (NUM_SPEAKERS)")
-    parser.add_argument("--min-speakers", type=int, metavar="N")
-    parser.add_argument("--max-speakers", type=int, metavar="N")
+    parser.add_argument("--min-speakers", type=int, metavar="N",
+                        help="at least N speakers (MIN_SPEAKERS)")
+    parser.add_argument("--max-speakers", type=int, metavar="N",
+                        help="at most N speakers (MAX_SPEAKERS)")
     parser.add_argument("--output-format", metavar="FORMATS",
                         help="the transcript's files: all, or a comma list of json, txt, tsv, "
                              "srt, vtt, rttm")

@@ -5,6 +5,7 @@ may hold any character except a newline.
 """
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -137,6 +138,20 @@ class Settings(BaseModel):
             raise ValueError(f"BURN_IN={self.burn_in} is not a subtitle language: add it to "
                              "TARGET_LANGUAGES (-t)")
         return self
+
+    @field_validator("speaker_names")
+    @classmethod
+    def _speaker_names(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        pairs = [n.partition("=") for n in names if "=" in n]
+        if pairs and len(pairs) != len(names):
+            raise ValueError("expected names in order (Asha,Ravi) or SPEAKER_NN=Name pairs, "
+                             "not both")
+        if bad := [k + s + v for k, s, v in pairs
+                   if not re.fullmatch(r"SPEAKER_\d\d", k.strip()) or not v.strip()]:
+            raise ValueError(f"expected SPEAKER_NN=Name, got {bad[0]!r}")
+        return ",".join(f"{k.strip()}={v.strip()}" for k, _, v in pairs) if pairs else (
+            ",".join(names))
 
     @model_validator(mode="after")
     def _speakers(self) -> "Settings":

@@ -86,14 +86,14 @@ def regions(transcript: Transcript) -> list[tuple[float, float]]:
 
 
 def labels(count: int, names: str) -> list[str]:
-    """``SPEAKER_00`` ... in order of first appearance, renamed by ``SPEAKER_NAMES``: a comma
-    list of names in that order, or of ``SPEAKER_01=Name`` pairs."""
+    """``SPEAKER_00`` ... in order of first appearance, renamed by ``SPEAKER_NAMES`` (checked
+    by the settings): a comma list of names in that order, or of ``SPEAKER_01=Name`` pairs."""
     out = [f"SPEAKER_{i:02d}" for i in range(count)]
-    given = [n.strip() for n in names.split(",") if n.strip()]
-    pairs = dict(n.split("=", 1) for n in given if "=" in n)
-    positional = [n for n in given if "=" not in n]
-    return [pairs.get(label, positional[i] if i < len(positional) else label).strip()
-            for i, label in enumerate(out)]
+    given = [n for n in names.split(",") if n]
+    if any("=" in n for n in given):
+        pairs = dict(n.split("=", 1) for n in given)
+        return [pairs.get(label, label) for label in out]
+    return [*given[:count], *out[len(given):]]
 
 
 def assign(transcript: Transcript, turns: Sequence[diarizers.Turn], names: Sequence[str]
@@ -127,10 +127,17 @@ def assign(transcript: Transcript, turns: Sequence[diarizers.Turn], names: Seque
         if not segment.words:
             segments.append(replace(segment, speaker=speaker_at(segment.start, segment.end)))
             continue
-        words = [replace(w, speaker=speaker_at(w.start, w.end)) for w in segment.words]
+        # A word without text takes the speaker of the spoken word after it (or before).
+        spoken = [speaker_at(w.start, w.end) if w.text.strip() else None for w in segment.words]
+        fill: list[str | None] = []
+        for speaker in reversed(spoken):
+            fill.append(speaker or (fill[-1] if fill else None))
+        last = next((x for x in reversed(spoken) if x), None)
+        words = [replace(w, speaker=x or last) for w, x in zip(segment.words, fill[::-1],
+                                                                strict=True)]
         runs: list[list[Word]] = [[words[0]]]
         for word in words[1:]:
-            if word.speaker == runs[-1][-1].speaker or not word.text.strip():
+            if word.speaker == runs[-1][-1].speaker:
                 runs[-1].append(word)
             else:
                 runs.append([word])
@@ -148,6 +155,7 @@ def run(ctx: StageContext) -> StageResult:
     out = transcript_path(ctx.job)
     s = ctx.settings
     spans = regions(transcript)
+    turns_path(ctx.job).unlink(missing_ok=True)  # an earlier run's, not this one's
     if s.diarization == "none" or not spans:
         fsutil.write_json(out, transcript.to_dict())
         ctx.progress(1.0)
@@ -177,8 +185,8 @@ def run(ctx: StageContext) -> StageResult:
     count = max(t.speaker for t in turns) + 1
     result = assign(transcript, turns, labels(count, s.speaker_names))
     fsutil.write_json(out, {**result.to_dict(),
-                            "meta": {**result.meta, "speakers": sorted(
-                                {seg.speaker for seg in result.segments if seg.speaker})}})
+                            "meta": {**result.meta, "speakers": list(dict.fromkeys(
+                                seg.speaker for seg in result.segments if seg.speaker))}})
     ctx.progress(1.0)
     return StageResult(outputs=[out, turns_path(ctx.job)], backend=used, warnings=warnings,
                        meta={"speakers": count, "turns": len(turns)})

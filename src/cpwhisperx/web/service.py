@@ -32,7 +32,8 @@ CLIENT_SETTINGS = frozenset({
     "VAD_THRESHOLD", "VAD_MIN_SILENCE_MS", "VAD_SPEECH_PAD_MS", "CLEAN_RULES",
     "CLEAN_REPEAT_LIMIT", "CLEAN_MAX_CPS", "CLEAN_MIN_CPS", "OUTPUT_FORMAT",
     "TRANSLATION_BACKEND", "SUBTITLE_AUDIENCE", "SUBTITLE_MAX_CHARS", "SUBTITLE_MAX_CPS",
-    "SUBTITLE_MAX_LINES", "BURN_IN"})
+    "SUBTITLE_MAX_LINES", "BURN_IN", "DIARIZATION", "NUM_SPEAKERS", "MIN_SPEAKERS",
+    "MAX_SPEAKERS", "SPEAKER_NAMES"})
 # Containers a job may come in. Not playlists or concat lists: they name other files, which
 # ffmpeg would read on the server's behalf.
 CONTAINERS = frozenset({

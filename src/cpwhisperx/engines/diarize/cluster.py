@@ -12,17 +12,18 @@ def cluster(embeddings: np.ndarray, durations: np.ndarray, *, threshold: float,
     """A speaker for each embedding (rows of unit length), numbered by first appearance.
 
     Only embeddings of at least ``reliable_s`` of speech are clustered (a shorter one says
-    little about its voice); the others join the nearest speaker. Without a number of speakers
+    little about its voice), unless a number of speakers is asked for (one may speak in short
+    lines only); the others join the nearest speaker. Without a number of speakers
     given, a speaker holding under ``min_share`` of the speech is folded into the nearest one:
     such small clusters are mostly the edges of turns, not people."""
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, dtype=int)
-    reliable = durations >= reliable_s
-    if reliable.sum() < 2:
-        reliable = np.ones(n, dtype=bool)
     low = speakers.number or max(speakers.low, 1)
     high = speakers.number or speakers.high or n
+    reliable = durations >= reliable_s
+    if reliable.sum() < 2 or low > 1:  # speakers asked for may speak in short lines only
+        reliable = np.ones(n, dtype=bool)
     chosen = np.flatnonzero(reliable)
     labels = np.full(n, -1)
     labels[chosen] = _average_linkage(embeddings[chosen], threshold=threshold, low=low,
