@@ -331,8 +331,10 @@ def _join(folder: Path, stem: str, said: Sequence[tuple[str, np.ndarray, str, fl
 
 def write_rttm(path: Path, turns: Sequence[Turn], *, file: str) -> None:
     """Turns as RTTM SPEAKER lines (NIST's format, what md-eval and pyannote read)."""
-    path.write_text("".join(f"SPEAKER {file} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> "
-                            f"{t.speaker} <NA> <NA>\n" for t in turns), encoding="utf-8")
+    from cpwhisperx import writers
+
+    path.write_text(writers.rttm_text(((t.start, t.end, t.speaker) for t in turns), file_id=file),
+                    encoding="utf-8")
 
 
 def read_rttm(path: Path, *, file: str | None = None) -> list[Turn]:

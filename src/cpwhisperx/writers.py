@@ -69,8 +69,13 @@ def to_rttm(transcript: Transcript, *, file_id: str) -> str:
             lines[-1][2] = s.end  # one speaker's adjacent segments: one turn
         else:
             lines.append([speaker, s.start, s.end])
-    return "".join(f"SPEAKER {name} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} "
-                   "<NA> <NA>\n" for speaker, start, end in lines)
+    return rttm_text(((start, end, speaker) for speaker, start, end in lines), file_id=name)
+
+
+def rttm_text(turns: Iterable[tuple[float, float, str]], *, file_id: str) -> str:
+    """``(start, end, speaker)`` turns as RTTM SPEAKER lines (what md-eval and pyannote read)."""
+    return "".join(f"SPEAKER {file_id} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} "
+                   "<NA> <NA>\n" for start, end, speaker in turns)
 
 
 WRITERS: dict[str, Callable[[Transcript], str]] = {

@@ -55,7 +55,7 @@ def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: the engine's turns over the task's regions of speech."""
     from cpwhisperx.engines.diarize.ge2e import GE2E
 
-    engine = GE2E(threads=task.threads)
+    engine: diarizers.Diarizer = GE2E(threads=task.threads)
     speakers = diarizers.Speakers(number=task.number, low=task.low, high=task.high)
     with media.WavReader(task.audio) as audio:
         turns = engine.diarize(audio, regions=task.regions, speakers=speakers,

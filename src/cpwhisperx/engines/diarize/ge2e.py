@@ -108,8 +108,8 @@ class GE2E:
         embeddings = self.embed([audio.seconds(start, end) for start, end in regions],
                                 lambda done: progress(0.95 * done))
         durations = np.array([end - start for start, end in regions])
-        # A span shorter than a window is padded with silence: it joins the voices rather than
-        # makes one.
+        # A span shorter than a window is padded with silence: unless a number of speakers is
+        # given, it joins the voices rather than makes one.
         labels = cluster.cluster(embeddings, durations, threshold=THRESHOLD, speakers=speakers,
                                  reliable_s=WINDOW * HOP / SAMPLE_RATE)
         progress(1.0)
