@@ -56,7 +56,7 @@ LLAMA_CMAKE_ARGS ?= -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_O
 $(VENV)/.extras: $(VENV)/.installed
 	$(BIN)/pip install -q '$(TORCH)'
 	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' LLAMA_CPP_BUILD_JOBS=$$(nproc) \
-	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm,indic,web]'
+	  $(BIN)/pip install -q -e '.[dev,torch,mlx,llm,indic,web,ray]'
 	touch $@
 
 test: lint $(VENV)/.extras browser-deps speech-deps

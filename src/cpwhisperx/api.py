@@ -120,13 +120,17 @@ class Pipeline:
         if isinstance(job, str):
             job = jobs.find(self.out, job)
         started = time.monotonic()
-        rows = pipeline.run_job(job, out_root=self.out, overrides=self.overrides,
-                                reporter=self.reporter)
+        rows = self.run_stages(job)
         seconds = time.monotonic() - started
         transcript = Transcript.from_dict(fsutil.read_json(diarize.transcript_path(job)))
         return Result(job=job, transcript=transcript,
                       outputs=tuple(sorted(job.outputs.iterdir())), stages=tuple(rows),
                       duration=pipeline.media_duration(job), seconds=seconds)
+
+    def run_stages(self, job: Job, *, until: str | None = None) -> list[Row]:
+        """Run or resume the job's stages up to ``until`` (all, by default), as ``run``."""
+        return pipeline.run_job(job, out_root=self.out, overrides=self.overrides,
+                                reporter=self.reporter, until=until)
 
 
 def transcribe(media: str | os.PathLike[str], *, language: str = "auto", model: str = "auto",

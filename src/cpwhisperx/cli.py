@@ -86,41 +86,65 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         result = pipeline.run(job)
         _show(result, reporter)
         if output_dir is not None:
-            batch.copy_outputs(result, output_dir)
+            batch.copy_outputs(result.outputs, output_dir)
         return 0
     if not files:
         raise ConfigError(f"no media files in {', '.join(args.media)}")
     return _many(args, files, output_dir, reporter)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from cpwhisperx import batch
+    from cpwhisperx.progress import Reporter
+
+    files = batch.expand(args.media)
+    if not files:
+        raise ConfigError(f"no media files in {', '.join(args.media)}")
+    output_dir = Path(args.output_dir).expanduser() if args.output_dir else None
+    return _many(args, files, output_dir, Reporter(), resume=True)
+
+
 def _many(args: argparse.Namespace, files: list[Path], output_dir: Path | None,
-          reporter: "Reporter") -> int:
-    """A job per file, a line as each ends, a table at the end; exit 1 naming the files that
-    failed, if any did."""
+          reporter: "Reporter", *, resume: bool = False) -> int:
+    """A job per file, a line as each ends, a table and a total at the end; exit 1 naming the
+    files that failed, if any did."""
+    import time
+
     from rich.table import Table
 
     from cpwhisperx import batch
 
     ended = [0]
+    started = time.monotonic()
 
     def done(outcome: "batch.FileOutcome") -> None:
         ended[0] += 1
         what = f"failed: {outcome.error}" if outcome.error else outcome.summary
         reporter.info(f"[{ended[0]}/{len(files)}] {outcome.media}: {what}")
 
-    outcomes = batch.run_files(files, pipeline=_pipeline(args, reporter),
-                               workflow=args.workflow, jobs=args.jobs, output_dir=output_dir,
-                               on_done=done)
+    pipeline = _pipeline(args, reporter)
+    if getattr(args, "ray", None) is not None:
+        from cpwhisperx import ray_batch
+
+        outcomes = ray_batch.run_files(files, pipeline=pipeline, workflow=args.workflow,
+                                       address=args.ray or None, output_dir=output_dir,
+                                       on_done=done)
+    else:
+        outcomes = batch.run_files(files, pipeline=pipeline, workflow=args.workflow,
+                                   jobs=args.jobs, output_dir=output_dir, on_done=done,
+                                   resume=resume)
     table = Table(title=f"{len(files)} files")
     NUMBERS = ("audio s", "seconds", "x real time")
     for column in ("file", "job", "status", *NUMBERS, "notes"):
         table.add_column(column, justify="right" if column in NUMBERS else "left")
     for o in outcomes:
         speed = f"{o.duration / o.seconds:.1f}" if o.duration and o.seconds else "-"
-        table.add_row(str(o.media), o.job or "-", "failed" if o.error else "done",
+        table.add_row(str(o.media), o.job or "-",
+                      "failed" if o.error else "skipped" if o.earlier else "done",
                       f"{o.duration:.1f}" if o.duration else "-", f"{o.seconds:.1f}", speed,
                       o.error or "")
     reporter.out.print(table)
+    reporter.out.print(batch.total(outcomes, time.monotonic() - started), markup=False)
     if failed := [o for o in outcomes if o.error]:
         names = ", ".join(str(o.media) for o in failed)
         print(f"error: {len(failed)} of {len(files)} files failed: {names}", file=sys.stderr)
@@ -245,7 +269,8 @@ def _add_target_flags(parser: argparse.ArgumentParser, *, subtitles: bool) -> No
 
 def _add_files_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("media", nargs="+",
-                        help="audio or video files, or folders of them: a job each")
+                        help="audio or video files, folders of them, or .txt lists of them: "
+                             "a job each")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="files run at once, each process keeping its models loaded "
                              "(default 1)")
@@ -312,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(subtitle)
     _add_target_flags(subtitle, subtitles=True)
     subtitle.set_defaults(func=cmd_transcribe, workflow="subtitle")
+
+    many = sub.add_parser("batch", parents=[common],
+                          help="a job per file, resumed or skipped when run again; on a Ray "
+                               "cluster with --ray")
+    _add_files_flags(many)
+    many.add_argument("--workflow", default="transcribe", choices=list(WORKFLOWS))
+    many.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                      help="run on the Ray cluster at ADDRESS (or RAY_ADDRESS; a new local one "
+                           "if neither); the [ray] extra")
+    _add_settings_flags(many)
+    _add_target_flags(many, subtitles=True)
+    many.set_defaults(func=cmd_batch)
 
     serve = sub.add_parser("serve", parents=[common],
                            help="the web app and an OpenAI-compatible API ([web] extra)")

@@ -374,3 +374,86 @@ def der(reference: Sequence[Turn], hypothesis: Sequence[Turn], *, collar: float 
 
 def speakers_found(turns: Sequence[Turn]) -> int:
     return len({t.speaker for t in turns})
+
+
+# A real Ray cluster on this machine, for the batch tests and bench/batch.py: `ray start --head`
+# and more nodes (each its own raylet and worker processes), on loopback.
+
+def processes(needle: str) -> list[int]:
+    """The processes whose command line holds ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and everything under it."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") + sum(tree_rss(c) for c in children(pid))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayCluster:
+    """A head and ``nodes - 1`` more nodes of ``cpus`` CPUs each, their files under a temporary
+    folder; ``stop`` kills every process that folder names."""
+
+    def __init__(self, *, nodes: int = 2, cpus: int = 1) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # socket paths are short
+        self.address = f"127.0.0.1:{free_port()}"
+        self.ports = [free_port() for _ in range(nodes)]  # each node's raylet, found by it
+        ray = str(Path(sys.executable).parent / "ray")
+        common = [f"--num-cpus={cpus}", f"--temp-dir={self.temp}", "--disable-usage-stats"]
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        try:
+            for index, port in enumerate(self.ports):
+                where = ([f"--address={self.address}"] if index else
+                         ["--head", f"--port={self.address.rpartition(':')[2]}",
+                          f"--ray-client-server-port={free_port()}"])
+                subprocess.run([ray, "start", *where, f"--node-manager-port={port}", *common],
+                               check=True, env=env, capture_output=True, timeout=120)
+        except BaseException:
+            self.stop()
+            raise
+
+    def raylet(self, node: int) -> int:
+        """The pid of node ``node``'s raylet (0: the head)."""
+        [pid] = processes(f"--node_manager_port={self.ports[node]}\0")
+        return pid
+
+    def stop(self) -> None:
+        import shutil
+        import signal
+
+        for pid in processes(str(self.temp)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        shutil.rmtree(self.temp, ignore_errors=True)

@@ -172,9 +172,11 @@ def _check_pairs(ctx: StageContext, manifest: Manifest) -> None:
         raise CpwError(message) from None
 
 
-def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Reporter
-            ) -> list[Row]:
-    """Run or resume every stage of the job's workflow; raise CpwError on a failed stage."""
+def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Reporter,
+            until: str | None = None) -> list[Row]:
+    """Run or resume the stages of the job's workflow, all of them or those up to ``until``
+    (a batch on a cluster runs a job's stages where their resources are); raise CpwError on a
+    failed stage."""
     info = job.info()
     notes: list[str] = []
     settings = config.load_settings(job_file=job.env_file, cli=overrides, notes=notes)
@@ -198,6 +200,8 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
         status = "failed"
         try:
             workflow = registry.WORKFLOWS[info["workflow"]]
+            if until in workflow:
+                workflow = workflow[:workflow.index(until) + 1]
             warming: list[str] = []
 
             def starting(name: str) -> None:

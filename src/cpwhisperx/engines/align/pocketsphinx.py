@@ -56,6 +56,10 @@ class PocketsphinxAligner:
         pcm = (np.clip(audio[lo:hi], -1.0, 1.0) * 32767).astype("<i2").tobytes()
         decoder = self._decoder
         try:
+            # The front end's noise estimate carries over from the previous segment: reset, a
+            # segment's times do not depend on what this decoder aligned before (in which
+            # process, after which file).
+            decoder.reinit_feat()
             decoder.set_align_text(" ".join(flat))
             decoder.start_utt()
             # full_utt: normalise cepstra over this window instead of a running estimate
