@@ -128,11 +128,23 @@ def test_ray_batch_matches_local_transcribe_and_skips_finished_jobs(
     logs = "".join(p.read_text() for p in out.glob("*/*/*/logs/asr.log"))
     loads = re.findall(r"worker\[(\d+)\] cpwhisperx.stages.asr: loading", logs)
     assert 1 <= len(loads) <= 2 and len(set(loads)) == len(loads), loads
-    # Every job ran its stages in three steps: before ASR, ASR and alignment, the rest.
-    manifest = json.loads(next(out.glob("*/*/job-*/manifest.json")).read_text())
-    assert [sorted(r["stages"].items()) for r in manifest["runs"]][1] == [
-        ("align", "ran"), ("asr", "ran"), ("demux", "reused"), ("separate", "reused"),
-        ("vad", "reused")]
+    # Every job ran its stages in three parts: before ASR, ASR and alignment, the rest.
+    [jfk] = [m for m in out.glob("*/*/job-*/manifest.json")
+             if json.loads((m.parent / "job.json").read_text())["media"] == str(files[0])]
+    runs = json.loads(jfk.read_text())["runs"]
+    assert [list(r["stages"]) for r in runs] == [
+        ["demux", "separate", "vad"], ["asr", "align"], ["clean", "diarize", "export"]]
+    assert [r["status"] for r in runs] == ["partial", "partial", "done"]
+
+    # The dashboard lists each file's steps by name.
+    from ray.util.state import list_tasks
+
+    def named() -> bool:
+        tasks = list_tasks(address=ray_cluster.dashboard, limit=10000,
+                           raise_on_missing_output=False)
+        steps = {"prepare en_jfk.flac", "decode en_jfk.flac", "finish en_jfk.flac"}
+        return steps <= {task.name for task in tasks}
+    wait_for(named, timeout=60)
 
     again = cli(out, "batch", "--ray", ray_cluster.address, *map(str, files), "-s", "en")
     assert f"{len(files) - 1} done earlier, 1 failed" in again.stdout, again.stderr
@@ -141,11 +153,12 @@ def test_ray_batch_matches_local_transcribe_and_skips_finished_jobs(
 
 def test_a_node_lost_during_asr_costs_no_file_and_no_finished_work(
         ray_cluster: evaluation.RayCluster, tmp_path: Path) -> None:
-    """The second node's raylet is killed while its decoder transcribes a 3-minute file: every
-    job still finishes; the lost one resumes on the head from its ASR journal."""
+    """The second node's raylet is killed while its decoder transcribes a 4-minute file: every
+    job still finishes, no stage done before is done again, and the lost ASR resumes from its
+    journal. Three long files: the second node's decoder surely gets one."""
     long, _, _ = evaluation.long_form(3, tmp_path)
-    other = shutil.copyfile(long, tmp_path / "long_copy.flac")
-    files = [long, other, clip("en_jfk"), clip("en_news_flood")]
+    files = [long, *(shutil.copyfile(long, tmp_path / f"copy{n}.flac") for n in (1, 2)),
+             clip("en_jfk")]
     out = tmp_path / "out"
     run = subprocess.Popen([sys.executable, "-m", "cpwhisperx", "--out", str(out), "batch",
                             "--ray", ray_cluster.address, *map(str, files), "-s", "en"],
@@ -167,21 +180,61 @@ def test_a_node_lost_during_asr_costs_no_file_and_no_finished_work(
                     return job.root
         return None
 
+    def done_stages() -> dict[Path, dict[str, int]]:
+        """Each job's finished stages, and the attempts each took."""
+        found = {}
+        for manifest in out.glob("*/*/job-*/manifest.json"):
+            stages = json.loads(manifest.read_text())["stages"]
+            found[manifest.parent] = {name: entry["attempts"] for name, entry in stages.items()
+                                      if entry["status"] == "done"}
+        return found
+
     wait_for(lambda: decoding_there() is not None, timeout=300)
     lost = decoding_there()
+    before = done_stages()
     os.kill(raylet, signal.SIGKILL)
     stdout, stderr = run.communicate(timeout=600)
     assert run.returncode == 0, stderr
     assert "4 files: 4 done, 0 done earlier, 0 failed" in stdout
     assert "its decoder was lost" in stderr
-    for manifest in out.glob("*/*/job-*/manifest.json"):
-        stages = json.loads(manifest.read_text())["stages"]
-        assert stages["demux"]["attempts"] == stages["vad"]["attempts"] == 1
-    assert lost is not None
-    assert json.loads((lost / "manifest.json").read_text())["stages"]["asr"]["attempts"] == 2
+    after = done_stages()
+    for job, stages in before.items():  # nothing finished before the loss was redone
+        assert {name: after[job][name] for name in stages} == stages
+    assert lost is not None and "asr" not in before[lost]
+    assert after[lost]["asr"] == 2
     kept = re.findall(r"(\d+) chunks and (\d+) decoding steps kept from an earlier run",
                       (lost / "logs" / "asr.log").read_text())
     assert kept and kept[-1] != ("0", "0"), kept
+
+
+def test_nodes_that_do_not_see_the_job_root_run_whole_jobs_and_send_outputs_back(
+        ray_cluster: evaluation.RayCluster, tmp_path: Path) -> None:
+    """The driver's ``--out`` is a tmpfs in a mount namespace of its own, which no node sees:
+    each file's job runs whole on a node, under the node's own ``--out``, and its outputs come
+    back to the driver's ``--output-dir``."""
+    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                      capture_output=True, check=False).returncode:
+        pytest.skip("no mount namespaces here (unshare needs CAP_SYS_ADMIN)")
+    out, back = tmp_path / "out", tmp_path / "back"
+    out.mkdir()
+    files = [clip("en_jfk"), clip("en_news_flood")]
+    command = [sys.executable, "-m", "cpwhisperx", "--out", str(out), "batch", "--ray",
+               ray_cluster.address, *map(str, files), "-s", "en", "--output-dir", str(back)]
+
+    def driver() -> subprocess.CompletedProcess[str]:
+        script = 'mount -t tmpfs none "$1" && shift && exec "$@"'
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                               "sh", str(out), *command], capture_output=True, text=True,
+                              cwd=REPO, timeout=600, check=False)
+
+    first = driver()
+    assert first.returncode == 0, first.stderr
+    assert f"some Ray node does not see {out}" in first.stderr
+    assert "2 files: 2 done, 0 done earlier, 0 failed" in first.stdout
+    assert sorted(p.name for p in back.glob("*.json")) == ["en_jfk.json", "en_news_flood.json"]
+    assert len(list(out.glob("*/*/job-*/outputs/*.json"))) == 2  # the nodes' own job root
+    again = driver()
+    assert "2 files: 0 done, 2 done earlier, 0 failed" in again.stdout, again.stderr
 
 
 def _lines(path: Path) -> list[str]:

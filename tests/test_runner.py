@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from cpwhisperx import config, jobs, pipeline, registry
-from cpwhisperx.errors import CpwError
+from cpwhisperx.errors import ConfigError, CpwError
 from cpwhisperx.progress import LogReporter
 from cpwhisperx.runtime import fsutil
 from cpwhisperx.stages import StageResult
@@ -146,3 +146,27 @@ def test_a_stage_in_a_renumbered_folder_runs_again(fakes: Fakes, job: jobs.Job,
     number = registry.number
     monkeypatch.setattr(registry, "number", lambda name: number(name) + (name == "export"))
     assert _run(job) == {**dict.fromkeys(WORKFLOW[:-1], "reused"), "export": "ran"}
+
+
+def test_a_job_runs_in_parts_each_taking_the_earlier_parts_as_they_are(
+        fakes: Fakes, job: jobs.Job) -> None:
+    """As a batch on a cluster runs it: up to VAD, ASR and alignment, the rest. A part does
+    not judge the stages before it again (another node resolves other hardware)."""
+    out = job.root.parents[2]
+
+    def part(first: str | None, until: str | None, **overrides: str) -> list[str]:
+        rows = pipeline.run_job(job, out_root=out, overrides=overrides, reporter=LogReporter(),
+                                first=first, until=until)
+        return [row.stage for row in rows]
+
+    with pytest.raises(CpwError, match=r"stage demux of job .* is not done"):
+        part("asr", "align")
+    assert part(None, "vad") == ["demux", "separate", "vad"]
+    assert part("asr", "align") == ["asr", "align"]
+    # A setting that changes ASR's fingerprint: the last part still takes ASR as it was.
+    assert part("clean", None, BEAM_SIZE="3") == list(WORKFLOW[WORKFLOW.index("clean"):])
+    assert fakes.ran == list(WORKFLOW)
+    runs = json.loads(job.manifest_path.read_text())["runs"]
+    assert [r["status"] for r in runs] == ["failed", "partial", "partial", "done"]
+    with pytest.raises(ConfigError, match="no stage translate in job"):
+        part(None, "translate")

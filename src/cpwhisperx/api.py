@@ -114,23 +114,26 @@ class Pipeline:
         return jobs.create(self.out, media=Path(os.path.abspath(path)), workflow=workflow,
                            settings=settings)
 
-    def run(self, job: Job | str) -> Result:
-        """Run or resume a job (a ``Job`` or its id) to the end; raise ``CpwError`` with a
-        one-line message if a stage fails (what was made is kept: ``run`` again resumes)."""
+    def run(self, job: Job | str, *, first: str | None = None) -> Result:
+        """Run or resume a job (a ``Job`` or its id) to the end, from ``first`` (``run_stages``)
+        or the start; raise ``CpwError`` with a one-line message if a stage fails (what was made
+        is kept: ``run`` again resumes)."""
         if isinstance(job, str):
             job = jobs.find(self.out, job)
         started = time.monotonic()
-        rows = self.run_stages(job)
+        rows = self.run_stages(job, first=first)
         seconds = time.monotonic() - started
         transcript = Transcript.from_dict(fsutil.read_json(diarize.transcript_path(job)))
         return Result(job=job, transcript=transcript,
                       outputs=tuple(sorted(job.outputs.iterdir())), stages=tuple(rows),
                       duration=pipeline.media_duration(job), seconds=seconds)
 
-    def run_stages(self, job: Job, *, until: str | None = None) -> list[Row]:
-        """Run or resume the job's stages up to ``until`` (all, by default), as ``run``."""
+    def run_stages(self, job: Job, *, first: str | None = None, until: str | None = None
+                   ) -> list[Row]:
+        """Run or resume the job's stages from ``first`` to ``until`` (all, by default), as
+        ``run``; those before ``first`` must be done, and are taken as they are."""
         return pipeline.run_job(job, out_root=self.out, overrides=self.overrides,
-                                reporter=self.reporter, until=until)
+                                reporter=self.reporter, first=first, until=until)
 
 
 def transcribe(media: str | os.PathLike[str], *, language: str = "auto", model: str = "auto",

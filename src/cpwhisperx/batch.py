@@ -89,19 +89,18 @@ def earlier_jobs(pipeline: Pipeline, *, workflow: str) -> dict[Path, Job]:
     """By media file, the newest job under ``pipeline.out`` with this workflow and the settings
     new jobs get: a batch run again resumes it, or skips it when it is finished."""
     settings = pipeline.check()
-    found: dict[Path, Job] = {}
-    for path in sorted(pipeline.out.glob("*/*/job-*/job.json"), reverse=True):  # newest first
+    found: list[tuple[str, Path, Job]] = []
+    for path in pipeline.out.glob("*/*/job-*/job.json"):
         try:
             info = fsutil.read_json(path)
-            media = Path(info["media"])
-            if media in found or info["workflow"] != workflow:
-                continue
             job = Job(id=info["id"], root=path.parent)
-            if config.load_settings(job_file=job.env_file) == settings:
-                found[media] = job
+            # The job's own settings: this environment is already in ``settings``.
+            if (info["workflow"] == workflow
+                    and config.load_settings(job_file=job.env_file, environ={}) == settings):
+                found.append((info["created"], Path(info["media"]), job))
         except (OSError, ValueError, KeyError, CpwError):  # not a job this version can resume
             continue
-    return found
+    return {media: job for _, media, job in sorted(found, key=lambda f: (f[0], f[2].id))}
 
 
 def finished(job: Job) -> bool:
@@ -117,18 +116,20 @@ def finished(job: Job) -> bool:
 
 
 def run_one(pipeline: Pipeline, media: Path, *, workflow: str, output_dir: Path | None,
-            job: Job | None = None, spent: float = 0.0) -> FileOutcome:
-    """A file's job (``job``, resumed or skipped when finished, else a new one) run to the end;
-    ``spent``: the seconds its earlier steps took elsewhere (on a cluster)."""
+            job: Job | None = None, first: str | None = None, spent: float = 0.0
+            ) -> FileOutcome:
+    """A file's job (``job``, resumed or skipped when finished, else a new one) run to the end.
+    On a cluster, the job's last part: from stage ``first``, its earlier parts having taken
+    ``spent`` seconds elsewhere."""
     started = time.monotonic()
     try:
-        if job is not None and finished(job):
+        if job is not None and first is None and finished(job):
             if output_dir is not None:
                 copy_outputs(sorted(job.outputs.iterdir()), output_dir)
             return FileOutcome(media, job.id, None, media_duration(job), 0.0,
                                f"done earlier (job {job.id})", earlier=True)
         job = job or pipeline.prepare(media, workflow=workflow)
-        result = pipeline.run(job)
+        result = pipeline.run(job, first=first)
         if output_dir is not None:
             copy_outputs(result.outputs, output_dir)
     except (CpwError, OSError) as exc:

@@ -344,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_files_flags(many)
     many.add_argument("--workflow", default="transcribe", choices=list(WORKFLOWS))
     many.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                      help="run on the Ray cluster at ADDRESS (or RAY_ADDRESS; a new local one "
-                           "if neither); the [ray] extra")
+                      help="run on the Ray cluster at ADDRESS (else RAY_ADDRESS, the one "
+                           "started on this machine, or a new local one); the [ray] extra")
     _add_settings_flags(many)
     _add_target_flags(many, subtitles=True)
     many.set_defaults(func=cmd_batch)

@@ -428,6 +428,7 @@ class RayCluster:
         self.temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # socket paths are short
         self.address = f"127.0.0.1:{free_port()}"
         self.ports = [free_port() for _ in range(nodes)]  # each node's raylet, found by it
+        self.dashboard = f"http://127.0.0.1:{free_port()}"
         ray = str(Path(sys.executable).parent / "ray")
         common = [f"--num-cpus={cpus}", f"--temp-dir={self.temp}", "--disable-usage-stats"]
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -435,7 +436,8 @@ class RayCluster:
             for index, port in enumerate(self.ports):
                 where = ([f"--address={self.address}"] if index else
                          ["--head", f"--port={self.address.rpartition(':')[2]}",
-                          f"--ray-client-server-port={free_port()}"])
+                          f"--ray-client-server-port={free_port()}",
+                          f"--dashboard-port={self.dashboard.rpartition(':')[2]}"])
                 subprocess.run([ray, "start", *where, f"--node-manager-port={port}", *common],
                                check=True, env=env, capture_output=True, timeout=120)
         except BaseException:

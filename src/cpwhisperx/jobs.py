@@ -188,7 +188,7 @@ class StageEntry(pydantic.BaseModel):
 class RunRecord(pydantic.BaseModel):
     started: str
     ended: str | None = None
-    status: str = "running"  # running | done | failed | interrupted
+    status: str = "running"  # running, done, partial (the stages asked for), failed, interrupted
     stages: dict[str, str] = {}  # what each stage did in this run: ran, reused, failed, ...
 
 

@@ -172,11 +172,28 @@ def _check_pairs(ctx: StageContext, manifest: Manifest) -> None:
         raise CpwError(message) from None
 
 
+def _part(job: Job, workflow: tuple[str, ...], manifest: Manifest, *, first: str | None,
+          until: str | None) -> tuple[str, ...]:
+    """The workflow's stages from ``first`` to ``until``. Those before ``first`` must be done;
+    they are taken as they are, not judged again: a CPU node does not redo the decoding a GPU
+    node did because it would have resolved another device."""
+    for name in (first, until):
+        if name is not None and name not in workflow:
+            raise ConfigError(f"no stage {name} in job {job.id}'s workflow: "
+                              f"{', '.join(workflow)}")
+    lo = workflow.index(first) if first else 0
+    hi = workflow.index(until) + 1 if until else len(workflow)
+    if undone := [name for name in workflow[:lo] if manifest.stage(name).status != "done"]:
+        raise CpwError(f"stage {undone[0]} of job {job.id} is not done: run the job from the "
+                       "start (cpwhisperx run)")
+    return workflow[lo:hi]
+
+
 def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Reporter,
-            until: str | None = None) -> list[Row]:
-    """Run or resume the stages of the job's workflow, all of them or those up to ``until``
-    (a batch on a cluster runs a job's stages where their resources are); raise CpwError on a
-    failed stage."""
+            first: str | None = None, until: str | None = None) -> list[Row]:
+    """Run or resume the stages of the job's workflow: all of them, or those from ``first`` to
+    ``until`` (a batch on a cluster runs each part where its resources are); raise CpwError on
+    a failed stage."""
     info = job.info()
     notes: list[str] = []
     settings = config.load_settings(job_file=job.env_file, cli=overrides, notes=notes)
@@ -200,22 +217,21 @@ def run_job(job: Job, *, out_root: Path, overrides: dict[str, str], reporter: Re
         status = "failed"
         try:
             workflow = registry.WORKFLOWS[info["workflow"]]
-            if until in workflow:
-                workflow = workflow[:workflow.index(until) + 1]
+            stages = _part(job, workflow, manifest, first=first, until=until)
             warming: list[str] = []
 
             def starting(name: str) -> None:
                 """The first stage that runs: the later ones get ready meanwhile."""
                 if not warming:
-                    warming.extend(workflow[workflow.index(name) + 1:])
+                    warming.extend(stages[stages.index(name) + 1:])
                     for later in warming:
                         _warm(registry.module(later), ctx)
 
-            for name in workflow:
+            for name in stages:
                 rows.append(_run_stage(name, ctx, manifest, reporter, starting=starting))
                 if name == "asr" and "translate" in workflow:
                     _check_pairs(ctx, manifest)
-            status = "done"
+            status = "done" if stages[-1] == workflow[-1] else "partial"
         except KeyboardInterrupt:
             status = "interrupted"
             raise

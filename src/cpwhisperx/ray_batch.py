@@ -2,7 +2,7 @@
 
 Where every node sees the job root (``--out`` on shared storage), each job runs in three
 steps, each scheduled where its resources are: the stages before ASR as CPU tasks; ASR and
-alignment on a decoder (an actor per GPU, or one per node without a GPU) that keeps its models
+alignment on a decoder (an actor per GPU; without GPUs, one per node) that keeps its models
 loaded from file to file; the stages after them as CPU tasks again. So the decoders are busy
 while CPUs demux the next files. A task lost with its node runs again on another, and resumes
 from the job's manifest and ASR journal; a decoder lost with its node is dropped, and its file
@@ -31,26 +31,42 @@ from cpwhisperx.progress import LogReporter
 from cpwhisperx.runtime import fsutil
 
 DECODED = ("asr", "align")  # the stages a decoder runs: on a GPU, where the node has one
-LOSSES = 3  # decoders a file may lose with their nodes before it is reported as failed
+LOSSES = 3  # decoders a file may lose before it is reported as failed
+SUSPECT_S = 60.0  # no decoder is started on a node whose decoder died, for this long: time
+# for Ray to tell a node lost (its health checks take about 15-30 s) from a worker that crashed
+LOCK_WAIT_S = 180.0  # for the lock a process on a lost node held (an NFS lease outlives it)
 
 
-def _step(overrides: dict[str, str], out: str, job_id: str, until: str
+def _wait_unlocked(job: Job) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while job.running() and time.monotonic() < deadline:
+        time.sleep(1.0)
+
+
+def _step(overrides: dict[str, str], out: str, job_id: str, first: str | None, until: str
           ) -> tuple[float, str | None]:
-    """Run a job's stages up to ``until`` here: the seconds it took, and the error if any."""
+    """Run a job's stages from ``first`` to ``until`` here: the seconds it took, and the
+    error if any."""
     started = time.monotonic()
     try:
-        Pipeline(overrides, out=out, reporter=LogReporter()).run_stages(
-            jobs.find(Path(out), job_id), until=until)
+        job = jobs.find(Path(out), job_id)
+        _wait_unlocked(job)
+        Pipeline(overrides, out=out, reporter=LogReporter()).run_stages(job, first=first,
+                                                                        until=until)
     except (CpwError, OSError) as exc:
         return time.monotonic() - started, batch.failure(exc)
     return time.monotonic() - started, None
 
 
 def _finish(overrides: dict[str, str], out: str, media: str, job_id: str, workflow: str,
-            spent: float) -> FileOutcome:
-    pipeline = Pipeline(overrides, out=out, reporter=LogReporter())
-    return batch.run_one(pipeline, Path(media), workflow=workflow, output_dir=None,
-                         job=jobs.find(Path(out), job_id), spent=spent)
+            first: str, spent: float) -> FileOutcome:
+    try:
+        job = jobs.find(Path(out), job_id)
+    except CpwError as exc:
+        return FileOutcome(Path(media), job_id, exc.message, None, spent)
+    _wait_unlocked(job)
+    return batch.run_one(Pipeline(overrides, out=out, reporter=LogReporter()), Path(media),
+                         workflow=workflow, output_dir=None, job=job, first=first, spent=spent)
 
 
 def _whole(overrides: dict[str, str], out: str, media: str, workflow: str
@@ -79,8 +95,8 @@ class Decoder:
         batch.keep_workers()
         self.overrides, self.out = overrides, out
 
-    def run(self, job_id: str, until: str) -> tuple[float, str | None]:
-        return _step(self.overrides, self.out, job_id, until)
+    def run(self, job_id: str) -> tuple[float, str | None]:
+        return _step(self.overrides, self.out, job_id, DECODED[0], DECODED[-1])
 
 
 @dataclass(slots=True)
@@ -105,9 +121,18 @@ class _Cluster:
         self.whole = ray.remote(num_cpus=1, max_retries=3)(_whole)
         self.decoder_class = ray.remote(max_restarts=0)(Decoder)
         self.decoders: dict[Any, str] = {}  # handle: node id
+        self.suspect: dict[str, float] = {}  # node id: when its decoder died
 
     def nodes(self) -> list[dict[str, Any]]:
         return [n for n in self.ray.nodes() if n["Alive"]]
+
+    def gpus(self) -> bool:
+        return any(n["Resources"].get("GPU") for n in self.nodes())
+
+    def check(self) -> None:
+        if not any(n["Resources"].get("CPU") for n in self.nodes()):
+            raise CpwError("no node of the Ray cluster offers a CPU to run tasks on: start "
+                           "one with `ray start --address=<head address>`")
 
     def shared(self) -> bool:
         """Whether every node that runs tasks sees the job root, as the driver does."""
@@ -123,30 +148,38 @@ class _Cluster:
             marker.unlink(missing_ok=True)
 
     def add_decoders(self) -> list[Any]:
-        """Decoders on the live nodes that have none: one per GPU, else one per node (with
-        no CPU of its own reserved, so that the node's CPU tasks still run beside it)."""
+        """Decoders on the live nodes that have none (new nodes too): one per GPU; on a
+        cluster without GPUs, one per node (with no CPU of its own reserved, so that the
+        node's CPU tasks still run beside it)."""
+        now = time.monotonic()
         busy = set(self.decoders.values())
+        nodes = [n for n in self.nodes() if n["NodeID"] not in busy
+                 and now - self.suspect.get(n["NodeID"], -SUSPECT_S) >= SUSPECT_S]
+        gpus_anywhere = self.gpus()
         made = []
-        for node in self.nodes():
-            resources, node_id = node["Resources"], node["NodeID"]
-            if node_id in busy or not (resources.get("CPU") or resources.get("GPU")):
+        for node in nodes:
+            gpus = int(node["Resources"].get("GPU", 0))
+            if not (gpus if gpus_anywhere else node["Resources"].get("CPU")):
                 continue
-            gpus = int(resources.get("GPU", 0))
             for _ in range(max(gpus, 1)):
                 handle = self.decoder_class.options(
                     num_cpus=0, num_gpus=1 if gpus else 0,
-                    scheduling_strategy=self.on_node(node_id)).remote(self.overrides, self.out)
-                self.decoders[handle] = node_id
+                    scheduling_strategy=self.on_node(node["NodeID"])).remote(self.overrides,
+                                                                             self.out)
+                self.decoders[handle] = node["NodeID"]
                 made.append(handle)
-        if not self.decoders:
-            raise CpwError("the Ray cluster has no live node with a CPU or GPU: start one with "
-                           "`ray start --address=<head>`")
         return made
 
     def drop(self, decoder: Any) -> None:
-        self.decoders.pop(decoder, None)
+        """Forget a decoder that died; its node gets none for a while (see ``SUSPECT_S``)."""
+        self.suspect[self.decoders.pop(decoder)] = time.monotonic()
         with contextlib.suppress(Exception):  # it died with its node: nothing left to kill
             self.ray.kill(decoder)
+
+    def waiting_for_nodes(self) -> bool:
+        """Whether a node whose decoder died may still get a new one."""
+        live = {n["NodeID"] for n in self.nodes()}
+        return any(node in live for node in self.suspect)
 
 
 def connect(address: str | None) -> Any:
@@ -183,6 +216,7 @@ def run_files(files: Sequence[Path], *, pipeline: Pipeline, workflow: str,
     ray = connect(address)
     try:
         cluster = _Cluster(ray, pipeline.overrides, pipeline.out)
+        cluster.check()
         if cluster.shared():
             return _staged(cluster, files, pipeline=pipeline, workflow=workflow,
                            earlier=earlier, output_dir=output_dir, on_done=on_done)
@@ -200,16 +234,23 @@ def _staged(cluster: _Cluster, files: Sequence[Path], *, pipeline: Pipeline, wor
             on_done: Callable[[FileOutcome], None]) -> list[FileOutcome]:
     stages = registry.WORKFLOWS[workflow]
     before = stages[stages.index(DECODED[0]) - 1]
+    after = stages[stages.index(DECODED[-1]) + 1]
     overrides, out, ray = cluster.overrides, cluster.out, cluster.ray
     outcomes: dict[Path, FileOutcome] = {}
     pending: dict[Any, tuple[str, _File, Any]] = {}  # object ref: step, file, decoder
     waiting: deque[_File] = deque()  # decoded next
     idle = cluster.add_decoders()
+    if not idle:
+        raise CpwError("no node of the Ray cluster can decode: start one with "
+                       "`ray start --address=<head address>`")
 
     def end(outcome: FileOutcome) -> None:
         if output_dir is not None and not outcome.error and outcome.job:
-            batch.copy_outputs(sorted(jobs.find(pipeline.out, outcome.job).outputs.iterdir()),
-                               output_dir)
+            try:
+                batch.copy_outputs(sorted(jobs.find(pipeline.out, outcome.job).outputs
+                                          .iterdir()), output_dir)
+            except (CpwError, OSError) as exc:
+                outcome = dataclasses.replace(outcome, error=batch.failure(exc))
         outcomes[outcome.media] = outcome
         on_done(outcome)
 
@@ -223,29 +264,40 @@ def _staged(cluster: _Cluster, files: Sequence[Path], *, pipeline: Pipeline, wor
             continue
         try:
             job = job or pipeline.prepare(media, workflow=workflow)
-        except CpwError as exc:
-            end(FileOutcome(media, None, exc.message, None, 0.0))
+        except (CpwError, OSError) as exc:
+            end(FileOutcome(media, None, batch.failure(exc), None, 0.0))
             continue
         ref = cluster.step.options(name=f"prepare {media.name}").remote(
-            overrides, out, job.id, before)
+            overrides, out, job.id, None, before)
         pending[ref] = ("prepare", _File(media, job), None)
 
     while pending or waiting:
+        if waiting and not idle:  # nodes that joined, or whose decoder died a while ago
+            idle += cluster.add_decoders()
         while idle and waiting:
             decoder, file = idle.pop(), waiting.popleft()
-            ref = decoder.run.options(name=f"decode {file.media.name}").remote(
-                file.job.id, DECODED[-1])
+            ref = decoder.run.options(name=f"decode {file.media.name}").remote(file.job.id)
             pending[ref] = ("decode", file, decoder)
-        [ref], _ = ray.wait(list(pending), num_returns=1)
-        step, file, decoder = pending.pop(ref)
+        if not pending:  # files wait, and no decoder is left
+            if cluster.waiting_for_nodes():
+                time.sleep(1.0)
+                continue
+            for file in waiting:
+                fail(file, "no node of the Ray cluster is left to decode on")
+            break
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0 if waiting else None)
+        if not ready:
+            continue
+        step, file, decoder = pending.pop(ready[0])
         try:
-            value = ray.get(ref)
+            value = ray.get(ready[0])
         except ray.exceptions.RayError as exc:
             if step != "decode" or isinstance(exc, ray.exceptions.RayTaskError):
+                if step == "decode":  # a bug, not a lost worker: the decoder is still up
+                    idle.append(decoder)
                 fail(file, f"{step} failed on the cluster: {reason(exc)}")
                 continue
-            cluster.drop(decoder)  # with its node, most likely: the file goes elsewhere
-            idle += cluster.add_decoders()
+            cluster.drop(decoder)  # its process or its node died
             file.losses += 1
             if file.losses >= LOSSES:
                 fail(file, f"lost {LOSSES} decoders on the cluster: {reason(exc)}")
@@ -267,7 +319,7 @@ def _staged(cluster: _Cluster, files: Sequence[Path], *, pipeline: Pipeline, wor
             waiting.append(file)
         else:
             ref = cluster.finish.options(name=f"finish {file.media.name}").remote(
-                overrides, out, str(file.media), file.job.id, workflow, file.spent)
+                overrides, out, str(file.media), file.job.id, workflow, after, file.spent)
             pending[ref] = ("finish", file, None)
     return [outcomes[media] for media in files]
 
@@ -275,7 +327,8 @@ def _staged(cluster: _Cluster, files: Sequence[Path], *, pipeline: Pipeline, wor
 def _whole_jobs(cluster: _Cluster, files: Sequence[Path], *, workflow: str,
                 output_dir: Path, on_done: Callable[[FileOutcome], None]) -> list[FileOutcome]:
     ray = cluster.ray
-    pending = {cluster.whole.options(name=f"job {media.name}").remote(
+    gpus = 1 if cluster.gpus() else 0  # a whole job decodes too: where there are GPUs, on one
+    pending = {cluster.whole.options(name=f"job {media.name}", num_gpus=gpus).remote(
         cluster.overrides, cluster.out, str(media), workflow): media for media in files}
     outcomes: dict[Path, FileOutcome] = {}
     while pending:
