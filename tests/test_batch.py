@@ -151,6 +151,35 @@ def test_ray_batch_matches_local_transcribe_and_skips_finished_jobs(
     assert _outputs(out) == transcripts
 
 
+def test_on_a_cluster_with_gpus_only_gpu_nodes_decode(tmp_path: Path) -> None:
+    """The second node declares a GPU (Ray schedules by what a node declares; with no CUDA
+    device here, Whisper still runs on the CPU): every file is decoded there, none on the
+    head, which has no GPU."""
+    pytest.importorskip("ray", reason="the [ray] extra")
+    from ray.util.state import list_nodes, list_tasks
+
+    cluster = evaluation.RayCluster(nodes=2, cpus=1, gpus=(0, 1))
+    try:
+        files = [clip("en_jfk"), clip("en_news_flood"), clip("en_lecture_plants")]
+        run = cli(tmp_path, "batch", "--ray", cluster.address, *map(str, files), "-s", "en")
+        assert run.returncode == 0, run.stderr
+        [gpu_node] = [n.node_id for n in list_nodes(address=cluster.dashboard, detail=True)
+                      if n.resources_total.get("GPU")]
+
+        def steps() -> dict[str, set[str]]:
+            where: dict[str, set[str]] = {}
+            for task in list_tasks(address=cluster.dashboard, limit=10000,
+                                   raise_on_missing_output=False):
+                if task.name.split()[0] in ("prepare", "decode", "finish") and task.node_id:
+                    where.setdefault(task.name.split()[0], set()).add(task.node_id)
+            return where
+        wait_for(lambda: sum(len(steps().get(s, ())) > 0 for s in ("decode", "finish")) == 2,
+                 timeout=60)
+        assert steps()["decode"] == {gpu_node}
+    finally:
+        cluster.stop()
+
+
 def test_a_node_lost_during_asr_costs_no_file_and_no_finished_work(
         ray_cluster: evaluation.RayCluster, tmp_path: Path) -> None:
     """The second node's raylet is killed while its decoder transcribes a 4-minute file: every

@@ -322,6 +322,17 @@ def test_a_quick_exchange_gets_dialogue_dashes_and_names(tmp_path: Path) -> None
     assert {s["speaker"] for s in transcript["segments"]} == {"Ravi", "Asha"}
     assert transcript["segments"][0]["speaker"] == "Ravi"
 
+    # Renamed: the same turns, relabelled, without running the speaker encoder again.
+    job = job_of(proc)
+    again = cli(tmp_path / "out", "run", "-j", job, "--set", "SPEAKER_NAMES=Anil,Meera")
+    assert again.returncode == 0, again.stderr
+    renamed = json.loads((outputs / "exchange.json").read_text())
+    names = {"Ravi": "Anil", "Asha": "Meera"}
+    assert [names[s["speaker"]] for s in transcript["segments"]] == [
+        s["speaker"] for s in renamed["segments"]]
+    log = (job_root(tmp_path / "out", job) / "logs" / "diarize.log").read_text()
+    assert log.count("speaker turns kept from the last run") == 1
+
 
 def test_diarization_off_costs_nothing_and_shows_nothing(tmp_path: Path) -> None:
     media = clip("en_jfk")

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 
 import pytest
 import srt
@@ -39,10 +40,23 @@ def test_txt_and_tsv() -> None:
         "3661000\t3662500\tAn hour later still"]
 
 
+def test_json_reads_back_as_ours_and_as_whisperx_writes_it() -> None:
+    said = Transcript("en", (Segment(0.5, 1.5, "Ask not", (
+        Word(0.5, 0.9, "Ask", 0.75, "SPEAKER_00"), Word(1.0, 1.5, "not", 0.5, "SPEAKER_00")),
+        speaker="SPEAKER_00"),))
+    data = json.loads(writers.to_json(said))
+    assert Transcript.from_dict(data) == said
+    # WhisperX's keys: what scripts written for `whisperx --output_format json` read.
+    words = data["segments"][0]["words"]
+    assert [(w["word"], w["start"], w["end"], w["score"], w["speaker"]) for w in words] == [
+        ("Ask", 0.5, 0.9, 0.75, "SPEAKER_00"), ("not", 1.0, 1.5, 0.5, "SPEAKER_00")]
+    assert data["word_segments"] == words and data["segments"][0]["speaker"] == "SPEAKER_00"
+
+
 def test_empty_transcript_writes_valid_empty_files() -> None:
     empty = Transcript("en", ())
     assert writers.srt_text([]) == ""
     assert writers.vtt_text([]).startswith("WEBVTT")
     assert writers.to_txt(empty) == ""
     assert writers.to_tsv(empty) == "start\tend\ttext\n"
-    assert Transcript.from_dict(__import__("json").loads(writers.to_json(empty))) == empty
+    assert Transcript.from_dict(json.loads(writers.to_json(empty))) == empty

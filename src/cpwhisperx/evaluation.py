@@ -417,10 +417,11 @@ def free_port() -> int:
 
 
 class RayCluster:
-    """A head and ``nodes - 1`` more nodes of ``cpus`` CPUs each, their files under a temporary
-    folder; ``stop`` kills every process that folder names."""
+    """A head and ``nodes - 1`` more nodes of ``cpus`` CPUs each (and the GPUs ``gpus`` says
+    each has: declared, so Ray schedules on them, whether the machine has them or not), their
+    files under a temporary folder; ``stop`` kills every process that folder names."""
 
-    def __init__(self, *, nodes: int = 2, cpus: int = 1) -> None:
+    def __init__(self, *, nodes: int = 2, cpus: int = 1, gpus: Sequence[int] = ()) -> None:
         import subprocess
         import sys
         import tempfile
@@ -438,8 +439,9 @@ class RayCluster:
                          ["--head", f"--port={self.address.rpartition(':')[2]}",
                           f"--ray-client-server-port={free_port()}",
                           f"--dashboard-port={self.dashboard.rpartition(':')[2]}"])
-                subprocess.run([ray, "start", *where, f"--node-manager-port={port}", *common],
-                               check=True, env=env, capture_output=True, timeout=120)
+                declared = [f"--num-gpus={gpus[index]}"] if index < len(gpus) else []
+                subprocess.run([ray, "start", *where, f"--node-manager-port={port}", *declared,
+                                *common], check=True, env=env, capture_output=True, timeout=120)
         except BaseException:
             self.stop()
             raise

@@ -15,7 +15,15 @@ def _spoken(transcript: Transcript) -> list[Segment]:
 
 
 def to_json(transcript: Transcript) -> str:
-    return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    """The contract (``Transcript.to_dict``), readable as WhisperX's output too: each word also
+    under WhisperX's keys ``word`` and ``score``, and every word once more in ``word_segments``,
+    so that scripts written for either tool read it."""
+    data = transcript.to_dict()
+    for segment in data["segments"]:
+        segment["words"] = [{"word": w["text"], **w, "score": w["probability"]}
+                            for w in segment["words"]]
+    data["word_segments"] = [w for segment in data["segments"] for w in segment["words"]]
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 def to_txt(transcript: Transcript) -> str:

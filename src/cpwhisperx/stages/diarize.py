@@ -6,6 +6,8 @@ The engine runs in a worker process, like the aligner: one that crashes or hangs
 job its speakers (with a warning, under ``auto``), never the transcript."""
 
 import bisect
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -150,13 +152,20 @@ def assign(transcript: Transcript, turns: Sequence[diarizers.Turn], names: Seque
     return Transcript(transcript.language, tuple(segments), transcript.meta)
 
 
+def _earlier_key(job: Job) -> str | None:
+    try:
+        return fsutil.read_json(turns_path(job)).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def run(ctx: StageContext) -> StageResult:
     transcript = Transcript.from_dict(fsutil.read_json(clean.transcript_path(ctx.job)))
     out = transcript_path(ctx.job)
     s = ctx.settings
     spans = regions(transcript)
-    turns_path(ctx.job).unlink(missing_ok=True)  # an earlier run's, not this one's
     if s.diarization == "none" or not spans:
+        turns_path(ctx.job).unlink(missing_ok=True)  # an earlier run's, not this one's
         fsutil.write_json(out, transcript.to_dict())
         ctx.progress(1.0)
         return StageResult(outputs=[out], backend="none" if s.diarization == "none"
@@ -165,13 +174,27 @@ def run(ctx: StageContext) -> StageResult:
     task = Task(audio=separate.audio_path(ctx.job), regions=spans,
                 number=s.num_speakers, low=s.min_speakers, high=s.max_speakers,
                 threads=ctx.resolved.cpu_threads)
-    try:
-        used, warnings = isolation.run_chain(NAME, [(name, task)], result=turns_path(ctx.job),
-                                             timeout=60 + spans[-1][1],
-                                             log_file=ctx.job.log_file(NAME),
-                                             on_progress=ctx.progress)
-    except CpwError as exc:  # the engine's own one-line error
-        used, warnings = None, [exc.message]
+    # The turns depend on all but the names: a rename relabels the last run's turns.
+    key = hashlib.sha256(json.dumps([name, task.regions, task.number, task.low, task.high,
+                                     fsutil.sha256_file(task.audio)]).encode()).hexdigest()
+    used: str | None
+    warnings: list[str] = []
+    if _earlier_key(ctx.job) == key:
+        ctx.log.info("speaker turns kept from the last run: only the names changed")
+        used = fsutil.read_json(turns_path(ctx.job))["engine"]
+    else:
+        turns_path(ctx.job).unlink(missing_ok=True)  # an earlier run's, not this one's
+        try:
+            used, warnings = isolation.run_chain(NAME, [(name, task)],
+                                                 result=turns_path(ctx.job),
+                                                 timeout=60 + spans[-1][1],
+                                                 log_file=ctx.job.log_file(NAME),
+                                                 on_progress=ctx.progress)
+        except CpwError as exc:  # the engine's own one-line error
+            used, warnings = None, [exc.message]
+        if used is not None:
+            fsutil.write_json(turns_path(ctx.job),
+                              {**fsutil.read_json(turns_path(ctx.job)), "key": key})
     if used is None:
         if s.diarization != "auto":
             raise CpwError(f"DIARIZATION={name} failed ({'; '.join(warnings)}): details in "
