@@ -2,7 +2,7 @@
 process's workers keeping their models loaded from file to file (``isolation.reuse``); a file
 that fails is reported and the others go on. ``cpwhisperx batch`` also resumes each file's
 earlier job, and skips it when finished (``earlier_jobs``); ``--ray`` runs the same jobs on a
-cluster (``runtime.cluster``)."""
+cluster (``ray_batch``)."""
 
 import concurrent.futures
 import contextlib
