@@ -27,27 +27,6 @@ from cpwhisperx import evaluation
 from cpwhisperx.engines.asr import lanes
 
 
-def _tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
-                          if ":" in line)
-        except OSError:
-            continue
-        pid = int(status.parent.name)
-        children.setdefault(int(fields["PPid"]), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / 1024
-
-
 def _journaled(root: Path, lane_s: list[float], batch: int) -> tuple[float, int, int, int]:
     """(share of the lanes' speech decoded in journaled steps, steps, chunks finished, chunks)
     of the job's ASR stage so far; ``lane_s``, the lanes' speech, is filled in once VAD is
@@ -80,7 +59,7 @@ def run(cmd: list[str], *, stop: float, root: Path, lane_s: list[float], batch: 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak, killed = 0.0, False
     while proc.poll() is None:
-        peak = max(peak, _tree_rss_mb(proc.pid))
+        peak = max(peak, evaluation.tree_rss(proc.pid) / 2**20)
         if stop and _journaled(root, lane_s, batch)[0] >= stop:
             proc.send_signal(signal.SIGKILL)
             killed = True

@@ -1,6 +1,5 @@
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -63,10 +62,7 @@ def cli(out: Path, *args: str, env: dict[str, str] | None = None, timeout: float
 
 def no_hub() -> dict[str, str]:
     """Online as far as the settings go, but the Hub's address is a closed loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    return {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{evaluation.free_port()}"}
 
 
 def translate_jfk(out: Path, *args: str, env: dict[str, str] | None = None

@@ -3,7 +3,6 @@
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import httpx
 import openai
 
 from conftest import REPO, wait_for
+from cpwhisperx.evaluation import free_port
 
 TOKEN = "test-token-1234"
 
@@ -29,12 +29,6 @@ class Server:
 
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=TOKEN, max_retries=0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(out: Path, *args: str, port: int | None = None,
