@@ -40,6 +40,22 @@ def test_batch_size_follows_device_and_memory(hw: hardware.Hardware, batch: int)
     assert hardware.resolve(Settings(batch_size=3), hw).batch_size == 3
 
 
+@pytest.mark.parametrize(("hw", "settings", "decoders"), [
+    (LINUX, Settings(), 2), (replace(LINUX, cpu_cores=1), Settings(), 1),
+    (LINUX, Settings(batch_size=1), 1), (LINUX, Settings(cpu_threads=1), 1),
+    (LINUX_GPU, Settings(), 1), (MAC_MLX, Settings(), 1), (LINUX, Settings(asr_decoders=3), 3),
+])
+def test_two_decoders_side_by_side_on_cpu(hw: hardware.Hardware, settings: Settings,
+                                          decoders: int) -> None:
+    """On CPU the lanes are shared by two decoders, each on half the threads; a GPU, MLX, one
+    thread or one lane at a time keeps one."""
+    resolved = hardware.resolve(settings, hw)
+    assert resolved.decoders == decoders
+    # A crash on the GPU falls back to the CPU, where two decoders pay again.
+    if hw is LINUX_GPU:
+        assert hardware.fallback(resolved).decoders == 2  # type: ignore[union-attr]
+
+
 def test_explicit_mlx() -> None:
     on_linux = hardware.resolve(Settings(whisper_backend="mlx"), replace(LINUX, mlx_whisper="1"))
     assert (on_linux.device, on_linux.compute_type) == ("cpu", "float32")

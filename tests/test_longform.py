@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, assert_times_valid, cli, clip, job_root, stage_status, wait_for
-from cpwhisperx import evaluation, media
+from cpwhisperx import config, evaluation, hardware, media
 from cpwhisperx.engines import vad as vad_engines
 from cpwhisperx.engines.asr import LANE_S, MIN_LANE_S, WINDOW_S, Window, lanes, speech_windows
 from cpwhisperx.runtime.journal import Journal
@@ -75,18 +75,26 @@ def test_windows_hold_all_speech_in_order_and_at_most_30_s(regions) -> None:
     assert all(window.regions and _speech(window) <= WINDOW_S + 1e-6 for window in windows)
 
 
-@given(regions_strategy, st.integers(1, 16))
-def test_lanes_hold_all_speech_in_order_in_full_batches_of_even_lanes(regions, batch) -> None:
-    split = lanes(regions, batch_size=batch)
+@given(regions_strategy, st.integers(1, 16), st.integers(1, 3))
+def test_lanes_hold_all_speech_in_order_in_full_batches_of_even_lanes(regions, batch,
+                                                                      decoders) -> None:
+    split = lanes(regions, batch_size=batch, decoders=decoders)
     assert np.allclose(np.array(_rebuilt(split)).reshape(-1, 2), np.array(regions).reshape(-1, 2))
     total = sum(e - s for s, e in regions)
-    if total < 2 * MIN_LANE_S:
+    if total <= WINDOW_S:
         assert len(split) == 1
         return
+    # Every decoder gets as many lanes as the others.
+    assert len(split) % decoders == 0
+    if total < 2 * MIN_LANE_S:
+        assert len(split) == decoders
+        return
     each = total / len(split)
-    # Full batches of lanes of at most LANE_S, unless that would make lanes under MIN_LANE_S.
-    assert each >= MIN_LANE_S
-    assert (len(split) % batch == 0 and each <= LANE_S) or len(split) == total // MIN_LANE_S
+    # Full batches of lanes of at most LANE_S, unless that would make lanes under MIN_LANE_S
+    # (then as many as make them that long, rounded up to a lane per decoder).
+    fewest = math.ceil(total // MIN_LANE_S / decoders) * decoders
+    assert (len(split) % batch == 0 and each <= LANE_S) or len(split) == fewest
+    assert each >= MIN_LANE_S or len(split) == fewest
     # A lane differs from an even share by at most one piece (a region, cut at 30 s).
     assert all(window.regions and abs(_speech(window) - each) <= WINDOW_S for window in split)
 
@@ -157,8 +165,8 @@ def _settings():
 def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path,
                                                                   split: str) -> None:
     """The same windows (30 s) or lanes (longer, decoded step by step) decoded one by one and
-    all together: the same words (a few may be heard differently), word times inside each
-    window and in order."""
+    all together, shared by two decoders side by side as on a CPU: the same words (a few may
+    be heard differently), word times inside each window and in order."""
     from cpwhisperx import models
     from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 
@@ -170,13 +178,14 @@ def test_batched_decoding_finds_every_word_of_sequential_decoding(tmp_path: Path
     with media.WavReader(wav) as audio:
         regions = vad_engines.detect_blocks(vad_engines.create(settings), audio,
                                             on_progress=lambda _: None)
-        windows = speech_windows(regions) if split == "windows" else lanes(regions, batch_size=8)
+        windows = speech_windows(regions) if split == "windows" else lanes(regions, batch_size=8,
+                                                                           decoders=2)
         audios = [window.read(audio) for window in windows]
     # Lanes longer than a window: decoded in steps, each going on where the last one stopped.
-    assert len(audios) > 1 and (split == "windows"
+    assert len(audios) > 2 and (split == "windows"
                                 or min(map(len, audios)) > WINDOW_S * media.SAMPLE_RATE)
     engine = FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
-                                 compute_type="int8", cpu_threads=2, beam_size=5)
+                                 compute_type="int8", cpu_threads=2, decoders=2, beam_size=5)
     one_by_one = [engine.transcribe(a, language="en", word_timestamps=True) for a in audios]
     heard: list[float] = []
     batched = engine.decode(audios, language="en", word_timestamps=True, on_progress=heard.append)
@@ -295,7 +304,7 @@ def _progress(entries: list[dict], lane_s: list[float], batch: int) -> tuple[flo
 @pytest.mark.parametrize("batch", [8, 1], ids=["batched", "sequential"])
 def test_kill_at_half_resumes_from_the_last_decoding_step(tmp_path: Path, batch: int) -> None:
     """kill -9 half way through the speech of a 4-minute file, with the CPU's default batch
-    size (its 3 lanes are one chunk) and with lanes decoded one at a time (2 chunks): the next
+    size (its lanes are one chunk) and with lanes decoded one at a time (2 chunks): the next
     run takes up every decoding step journaled, and its transcript is the uninterrupted one's
     (nothing lost or said twice where the run was taken up)."""
     media_path, _, _ = evaluation.long_form(4, tmp_path)
@@ -313,7 +322,9 @@ def test_kill_at_half_resumes_from_the_last_decoding_step(tmp_path: Path, batch:
     wait_for(lambda: stage_status(root / "manifest.json", "asr") == "running")
     regions = [(r["start"], r["end"]) for r in
                json.loads((root / "03_vad" / "speech.json").read_text())["regions"]]
-    lane_s = [sum(e - s for s, e in lane.regions) for lane in lanes(regions, batch_size=batch)]
+    decoders = hardware.resolve(config.Settings(batch_size=batch), hardware.detect()).decoders
+    lane_s = [sum(e - s for s, e in lane.regions)
+              for lane in lanes(regions, batch_size=batch, decoders=decoders)]
     total = math.ceil(len(lane_s) / batch)
     assert total == (1 if batch > 1 else 2)
     # Killed once half the speech is journaled, in the middle of a chunk.
@@ -340,12 +351,13 @@ def test_kill_at_half_resumes_from_the_last_decoding_step(tmp_path: Path, batch:
     assert_times_valid(transcript, media.probe(media_path).duration)
 
 
-def _engine():
+def _engine(decoders: int = 1):
     from cpwhisperx import models
     from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 
     return FasterWhisperEngine(model=models.resolve("tiny.en"), device="cpu",
-                               compute_type="int8", cpu_threads=2, beam_size=1)
+                               compute_type="int8", cpu_threads=2, decoders=decoders,
+                               beam_size=1)
 
 
 def _lanes_of(tmp_path: Path, count: int) -> list[np.ndarray]:
@@ -369,25 +381,35 @@ def _recorded(records: list[dict], windows: int) -> list[list[Segment]]:
     return out
 
 
-@pytest.mark.parametrize("count", [2, 1], ids=["batched", "one-window"])
+@pytest.mark.parametrize(("count", "decoders"), [(2, 1), (1, 1), (4, 2)],
+                         ids=["batched", "one-window", "two-decoders"])
 def test_a_decoding_taken_up_after_any_step_is_the_uninterrupted_one(tmp_path: Path,
-                                                                     count: int) -> None:
+                                                                     count: int,
+                                                                     decoders: int) -> None:
     """Every decoding step of every window is recorded as it finishes, one window alone too
-    (``BATCH_SIZE=1``, or a short file); a decoding taken up after any of them goes on from
-    there as the uninterrupted one did: the same steps, prompts and segments."""
+    (``BATCH_SIZE=1``, or a short file), windows shared by two decoders too; a decoding taken
+    up after any of them goes on from there as the uninterrupted one did: the same steps,
+    prompts and segments (two decoders record theirs in either order)."""
     from cpwhisperx.engines.asr import Steps
 
-    engine, audios = _engine(), _lanes_of(tmp_path, count)
+    engine, audios = _engine(decoders), _lanes_of(tmp_path, count)
     records: list[dict] = []
     whole = engine.decode(audios, language="en", word_timestamps=True,
                           steps=Steps(done=(), record=records.append))
     assert _recorded(records, count) == whole
     assert len(records) >= 3 and all(seg.words for segs in whole for seg in segs)
+    if decoders > 1:  # each record holds the windows of one decoder
+        assert all(len({int(k) % decoders for k in r}) == 1 for r in records)
+
+    def mine(records: list[dict], d: int) -> list[dict]:
+        return [r for r in records if int(next(iter(r))) % decoders == d]
+
     for k in range(1, len(records)):
         again: list[dict] = []
         resumed = engine.decode(audios, language="en", word_timestamps=True,
                                 steps=Steps(done=records[:k], record=again.append))
-        assert again == records[k:], k
+        for d in range(decoders):
+            assert mine(again, d) == mine(records[k:], d), k
         assert resumed == whole
 
 

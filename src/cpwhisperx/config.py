@@ -46,6 +46,7 @@ class Settings(BaseModel):
     hotwords: str = ""  # words to favour, with the glossary's terms
     batch_size: int = Field(0, ge=0, le=256)  # 0 = auto
     cpu_threads: int = Field(0, ge=0, le=1024)
+    asr_decoders: int = Field(0, ge=0, le=64)  # 0 = auto (hardware.resolve)
     asr_timeout_s: float = Field(0.0, ge=0.0)
     alignment_backend: Literal["auto", "whisper", "pocketsphinx", "wav2vec2", "whisperx",
                                "same", "none"] = "auto"

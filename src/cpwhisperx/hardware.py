@@ -46,6 +46,7 @@ class Resolved:
     compute_type: str
     cpu_threads: int
     batch_size: int  # windows of speech decoded together
+    decoders: int  # the lanes of a batch are dealt out among this many, decoded side by side
     why: str
     notes: tuple[str, ...] = ()  # settings that could not be had here, and what was used
 
@@ -177,8 +178,10 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     device, compute = resolve_device(settings, hw, reasons)
     threads = settings.cpu_threads or hw.cpu_cores
     batch = settings.batch_size or _batch_size(backend, device, hw, reasons)
+    decoders = settings.asr_decoders or _decoders(backend, device, threads, batch, reasons)
     return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
-                    batch_size=batch, why="; ".join(reasons) or "all set explicitly",
+                    batch_size=batch, decoders=decoders,
+                    why="; ".join(reasons) or "all set explicitly",
                     notes=tuple(notes))
 
 
@@ -195,6 +198,19 @@ def _batch_size(backend: str, device: str, hw: Hardware, reasons: list[str]) -> 
         why = f"CPU with {hw.memory_gb:.0f} GiB memory"
     reasons.append(f"batch {size}: {why}")
     return size
+
+
+def _decoders(backend: str, device: str, threads: int, batch: int,
+              reasons: list[str]) -> int:
+    """On CPU, two decoders side by side, each with half the threads and half the lanes: a
+    CTranslate2 call on two threads keeps only part of the second core busy (small matrices,
+    one decoding step after another), and the Python between calls (word-time alignment,
+    splitting segments) then leaves it idle. On 2 cores, 10 minutes of English: tiny.en 13.2-13.9
+    s against 20.4-22.5 s on one decoder, base 25.1 s against 32.0 s."""
+    if backend != "faster-whisper" or device != "cpu" or threads < 2 or batch < 2:
+        return 1
+    reasons.append(f"2 decoders of {threads // 2} thread(s): CPU")
+    return 2
 
 
 def _auto(setting: str, choice: str, why: str, reasons: list[str]) -> str:
@@ -237,6 +253,8 @@ def fallback(resolved: Resolved) -> Resolved | None:
     int8; CPU → float32 kernels."""
     if resolved.backend == "mlx" or resolved.device == "cuda":
         return replace(resolved, backend="faster-whisper", device="cpu", compute_type="int8",
+                       decoders=_decoders("faster-whisper", "cpu", resolved.cpu_threads,
+                                          resolved.batch_size, []),
                        why="fallback after a crash")
     if resolved.compute_type != "float32":
         return replace(resolved, compute_type="float32", why="fallback after a crash")

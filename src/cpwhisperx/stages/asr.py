@@ -64,7 +64,7 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
             "device": r.device, "compute_type": r.compute_type,
             "beam_size": asr_engines.beam_size(s.beam_size, s.source_language),
             "prompt": asdict(prompt(s)),
-            "batch_size": r.batch_size, "lane_s": asr_engines.LANE_S,
+            "batch_size": r.batch_size, "decoders": r.decoders, "lane_s": asr_engines.LANE_S,
             "words": s.alignment_backend != "none",
             # English is never redone for a change of HINDI_SCRIPT.
             "script": None if s.source_language == "en" else s.hindi_script}
@@ -99,7 +99,7 @@ def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     engine = _engine(resolved, model=ref, beam_size=task.beam_size, prompt=task.prompt)
     asr_engines.check_language(task.language, multilingual=engine.multilingual)
     size = resolved.batch_size
-    windows = asr_engines.lanes(task.regions, batch_size=size)
+    windows = asr_engines.lanes(task.regions, batch_size=size, decoders=resolved.decoders)
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
     journal = Journal(task.journal, key=task.journal_key)
     loaded = journal.load()

@@ -72,7 +72,8 @@ def create(resolved: Resolved, *, model: ModelRef, beam_size: int,
 
         return FasterWhisperEngine(model=model, device=resolved.device,
                                    compute_type=resolved.compute_type,
-                                   cpu_threads=resolved.cpu_threads, beam_size=beam_size,
+                                   cpu_threads=resolved.cpu_threads,
+                                   decoders=resolved.decoders, beam_size=beam_size,
                                    prompt=prompt)
     if resolved.backend == "mlx":
         from cpwhisperx.engines.asr.mlx_whisper import MlxWhisperEngine
@@ -173,18 +174,22 @@ def speech_windows(regions: list[tuple[float, float]]) -> list[Window]:
     return [Window(tuple(w)) for w in windows]
 
 
-def lanes(regions: list[tuple[float, float]], *, batch_size: int) -> list[Window]:
+def lanes(regions: list[tuple[float, float]], *, batch_size: int,
+          decoders: int = 1) -> list[Window]:
     """Regions split in order into lanes of about equal speech, each decoded as one long window.
 
     Whisper often stops a few seconds before the end of a 30-s window; in a lane the next step
     starts there, where a 30-s window would spend a whole encoding on those seconds (a third of
     the encodings of a 10-minute file). Lanes hold about ``LANE_S``, a multiple of
     ``batch_size`` of them so that batches are full, and at least ``MIN_LANE_S`` each (a short
-    file gets fewer lanes, not short ones)."""
+    file gets fewer lanes, not short ones), except that speech longer than a window gets a
+    multiple of ``decoders`` lanes, so that every decoder has as many as the others."""
     pieces = _pieces(regions)
     total = sum(end - start for start, end in pieces)
     count = math.ceil(total / LANE_S / batch_size) * batch_size
     count = max(1, min(count, int(total // MIN_LANE_S)))
+    if total > WINDOW_S:
+        count = math.ceil(count / decoders) * decoders
     each = total / count
     out: list[list[tuple[float, float]]] = [[] for _ in range(count)]
     done = 0.0

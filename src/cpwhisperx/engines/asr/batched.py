@@ -26,7 +26,9 @@ The step is cut there, and the next one decodes the skipped speech.
 import inspect
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -70,11 +72,59 @@ class _Piece:
 
 def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
            word_timestamps: bool, on_progress: Callable[[float], None] | None = None,
-           pack: bool = True, steps: Steps | None = None) -> list[list[Segment]]:
+           steps: Steps | None = None) -> list[list[Segment]]:
     """Segments per window (window times). With ``steps``, each decoding step is recorded as it
     finishes (and the leftovers, decoded together, as one more), and the steps an interrupted
     run recorded are taken up, not decoded again: each window goes on from the mel frame and
-    with the prompt its last recorded step left it."""
+    with the prompt its last recorded step left it.
+
+    The windows are dealt out among the engine's decoders, which decode their share side by
+    side, each as one decoder decodes them all. What a window's steps are does not depend on
+    the others, so a run can be resumed with any number of decoders."""
+    groups = [list(range(i, len(audios), engine.decoders))
+              for i in range(min(engine.decoders, len(audios)))]
+    if len(groups) < 2:
+        return _decode(engine, audios, language=language, word_timestamps=word_timestamps,
+                       on_progress=on_progress, steps=steps)
+    lock = threading.Lock()  # the journal and the progress are shared
+    shares = [0.0] * len(groups)
+
+    def one(g: int) -> list[list[Segment]]:
+        def progress(done: float) -> None:
+            with lock:
+                shares[g] = done * len(groups[g]) / len(audios)
+                if on_progress:
+                    on_progress(sum(shares))
+
+        return _decode(engine, [audios[i] for i in groups[g]], language=language,
+                       word_timestamps=word_timestamps, on_progress=progress,
+                       steps=steps and _share(steps, groups[g], lock))
+
+    with ThreadPoolExecutor(len(groups)) as pool:  # CTranslate2 lets go of the GIL
+        decoded = list(pool.map(one, range(len(groups))))
+    found: list[list[Segment]] = [[] for _ in audios]
+    for group, segments in zip(groups, decoded, strict=True):
+        for i, segs in zip(group, segments, strict=True):
+            found[i] = segs
+    return found
+
+
+def _share(steps: Steps, windows: list[int], lock: threading.Lock) -> Steps:
+    """``steps`` as seen by a decoder of ``windows`` only, which numbers them from 0."""
+    mine = {str(w): str(i) for i, w in enumerate(windows)}
+    done = [{mine[k]: v for k, v in step.items() if k in mine} for step in steps.done]
+
+    def record(step: dict[str, Any]) -> None:
+        with lock:
+            steps.record({str(windows[int(k)]): v for k, v in step.items()})
+
+    return Steps(done=[d for d in done if d], record=record)
+
+
+def _decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
+            word_timestamps: bool, on_progress: Callable[[float], None] | None = None,
+            pack: bool = True, steps: Steps | None = None) -> list[list[Segment]]:
+    """``decode`` on one decoder."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
 
@@ -286,7 +336,7 @@ def _packed(engine: FasterWhisperEngine, rests: list[tuple[int, float, np.ndarra
                 engine.model.feature_extractor.n_samples:
             packs.append([])
         packs[-1].append(rest)
-    decoded = decode(engine, [np.concatenate([x for *_, a in pack for x in (a, gap)][:-1])
+    decoded = _decode(engine, [np.concatenate([x for *_, a in pack for x in (a, gap)][:-1])
                               for pack in packs],
                      language=language, word_timestamps=word_timestamps, pack=False)
     out: list[tuple[int, list[Segment]]] = []
@@ -306,7 +356,7 @@ def _packed(engine: FasterWhisperEngine, rests: list[tuple[int, float, np.ndarra
                             for seg, owner in zip(segments, owners, strict=True)
                             if owner in (j, None)]))
     if apart:
-        alone = decode(engine, [a for *_, a in apart], language=language,
+        alone = _decode(engine, [a for *_, a in apart], language=language,
                        word_timestamps=word_timestamps, pack=False)
         out += [(i, [_moved(seg, by=start, low=start, high=start + len(a) / rate)
                      for seg in segments])
