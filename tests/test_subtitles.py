@@ -235,6 +235,23 @@ def test_long_text_is_parsed_in_pieces_of_whole_sentences() -> None:
     assert len(linebreaks._pieces(["word"] * 5000)) > 1
 
 
+def test_the_parser_loads_without_torch_and_leaves_it_importable() -> None:
+    """spaCy's thinc would import torch (the torch extra) for parsers that never use it."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    code = ("import sys; from cpwhisperx.text import linebreaks; "
+            "assert linebreaks.joints(['It', 'was', 'not', 'tired.'], 'en')[2].bad; "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "import importlib; torch = importlib.util.find_spec('torch') and __import__('torch'); "
+            "print(getattr(torch, '__version__', 'absent'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout.strip() != "absent") == (importlib.util.find_spec("torch") is not None)
+
+
 @pytest.mark.fast
 def test_a_missing_parser_is_named_with_what_to_install() -> None:
     from cpwhisperx.errors import ModelNotFound

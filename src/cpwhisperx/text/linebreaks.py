@@ -14,8 +14,9 @@ import bisect
 import contextlib
 import functools
 import itertools
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,8 @@ def _parser(name: str) -> Any:
 
 def _load(name: str) -> Any:
     try:
-        import spacy
+        with _torch_unseen():
+            import spacy
 
         # The tagger and the parser are all the rules need; named entities and lemmas are not.
         return spacy.load(name, exclude=["ner", "lemmatizer"])
@@ -111,6 +113,23 @@ def _load(name: str) -> Any:
         raise ModelNotFound(f"the subtitle line-break parser {name} cannot be loaded "
                             f"({reason(exc)}): pip install --force-reinstall "
                             f"{name.replace('_', '-')} spacy") from None
+
+
+@contextlib.contextmanager
+def _torch_unseen() -> Iterator[None]:
+    """spaCy's thinc imports torch where it is installed (the torch extra), although these CNN
+    parsers never use it: 1.1 s of CPU taken from the stages running meanwhile, 200 MB, and
+    CUDA asked for its devices in the parent. While spaCy is imported, ``import torch`` fails
+    unless torch is already loaded; thinc then goes without."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", ...) is None:
+            del sys.modules["torch"]
 
 
 def _parsed(texts: Sequence[str], nlp: Any) -> list[Joint]:
