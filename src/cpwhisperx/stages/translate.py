@@ -11,6 +11,7 @@ IndicTrans2 run in a worker process like ASR; the LLM client runs here.
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -282,7 +283,9 @@ def _whisper(task: Task, progress: Callable[[float], None]) -> list[str]:
     """Whisper's translate task on the sentences' audio, packed into windows of at most 30 s;
     each translated segment goes to the sentence holding its middle."""
     ref = task.model
-    engine = asr_engines.create(task.resolved, model=ref, beam_size=task.beam_size)
+    # Window after window: one decoder with every thread.
+    engine = asr_engines.create(replace(task.resolved, decoders=1), model=ref,
+                                beam_size=task.beam_size)
     if not engine.multilingual:
         raise CpwError(f"Whisper translation needs a multilingual model, and {ref.name} is "
                        "English-only: set WHISPER_MODEL to base, small, ...")
