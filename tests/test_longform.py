@@ -75,28 +75,27 @@ def test_windows_hold_all_speech_in_order_and_at_most_30_s(regions) -> None:
     assert all(window.regions and _speech(window) <= WINDOW_S + 1e-6 for window in windows)
 
 
-@given(regions_strategy, st.integers(1, 16), st.integers(1, 3))
+@given(regions_strategy, st.integers(1, 16), st.integers(1, 4))
 def test_lanes_hold_all_speech_in_order_in_full_batches_of_even_lanes(regions, batch,
                                                                       decoders) -> None:
     split = lanes(regions, batch_size=batch, decoders=decoders)
     assert np.allclose(np.array(_rebuilt(split)).reshape(-1, 2), np.array(regions).reshape(-1, 2))
     total = sum(e - s for s, e in regions)
     if total <= WINDOW_S:
-        assert len(split) == 1
+        assert len(split) == (1 if regions else 0)
         return
-    # Every decoder gets as many lanes as the others.
-    assert len(split) % decoders == 0
-    if total < 2 * MIN_LANE_S:
-        assert len(split) == decoders
-        return
-    each = total / len(split)
-    # Full batches of lanes of at most LANE_S, unless that would make lanes under MIN_LANE_S
-    # (then as many as make them that long, rounded up to a lane per decoder).
-    fewest = math.ceil(total // MIN_LANE_S / decoders) * decoders
-    assert (len(split) % batch == 0 and each <= LANE_S) or len(split) == fewest
-    assert each >= MIN_LANE_S or len(split) == fewest
+    # Full batches of lanes of at most LANE_S, unless that would make lanes under MIN_LANE_S:
+    # then as many as make them that long, but at least a lane per decoder and as many for
+    # each as a batch holds.
+    full = math.ceil(total / LANE_S / batch) * batch
+    fewest = max(1, int(total // MIN_LANE_S))
+    count = full if full <= fewest else min(batch, math.ceil(fewest / decoders) * decoders)
+    each = total / count
+    # None is empty; one goes missing only where lanes are shorter than the pieces.
+    assert len(split) == count or (len(split) < count and each < WINDOW_S)
+    assert all(window.regions for window in split)
     # A lane differs from an even share by at most one piece (a region, cut at 30 s).
-    assert all(window.regions and abs(_speech(window) - each) <= WINDOW_S for window in split)
+    assert all(abs(_speech(window) - each) <= WINDOW_S for window in split)
 
 
 def test_window_places_times_on_the_media_timeline() -> None:
@@ -411,6 +410,29 @@ def test_a_decoding_taken_up_after_any_step_is_the_uninterrupted_one(tmp_path: P
         for d in range(decoders):
             assert mine(again, d) == mine(records[k:], d), k
         assert resumed == whole
+
+
+def test_a_decoder_that_fails_stops_the_other_after_its_step(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two decoders side by side: when one fails, the other ends after the step it is in
+    (rather than decoding the rest of its lanes for nothing), and the error comes out."""
+    import threading
+
+    from cpwhisperx.engines.asr import batched
+
+    engine, audios = _engine(decoders=2), _lanes_of(tmp_path, 2)  # three steps each
+    encode, calls = batched._encode, []
+
+    def failing(model, features):
+        calls.append(threading.get_ident())
+        if len(calls) == 1:
+            raise RuntimeError("the first decoder's encoder failed")
+        return encode(model, features)
+
+    monkeypatch.setattr(batched, "_encode", failing)
+    with pytest.raises(RuntimeError, match="first decoder"):
+        engine.decode(audios, language="en", word_timestamps=True)
+    assert len(calls) <= 2, calls  # the other decoder's step under way, at most
 
 
 def test_a_step_decoded_again_at_a_higher_temperature_is_recorded_too(

@@ -178,7 +178,9 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     device, compute = resolve_device(settings, hw, reasons)
     threads = settings.cpu_threads or hw.cpu_cores
     batch = settings.batch_size or _batch_size(backend, device, hw, reasons)
-    decoders = settings.asr_decoders or _decoders(backend, device, threads, batch, reasons)
+    # More decoders than lanes at a time would stand idle.
+    decoders = (min(settings.asr_decoders, batch) if settings.asr_decoders
+                else _decoders(backend, device, threads, batch, reasons))
     return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
                     batch_size=batch, decoders=decoders,
                     why="; ".join(reasons) or "all set explicitly",
@@ -207,7 +209,7 @@ def _decoders(backend: str, device: str, threads: int, batch: int,
     one decoding step after another), and the Python between calls (word-time alignment,
     splitting segments) then leaves it idle. On 2 cores, 10 minutes of English: tiny.en 13.2-13.9
     s against 20.4-22.5 s on one decoder, base 25.1 s against 32.0 s."""
-    if backend != "faster-whisper" or device != "cpu" or threads < 2 or batch < 2:
+    if backend != "faster-whisper" or device != "cpu" or threads < 2 or batch % 2:
         return 1
     reasons.append(f"2 decoders of {threads // 2} thread(s): CPU")
     return 2
@@ -252,9 +254,8 @@ def fallback(resolved: Resolved) -> Resolved | None:
     """What to retry with after the engine crashed: MLX → CTranslate2 CPU int8; CUDA → CPU
     int8; CPU → float32 kernels."""
     if resolved.backend == "mlx" or resolved.device == "cuda":
+        # Its decoders stay: the retry takes up the same journal, laid out in as many lanes.
         return replace(resolved, backend="faster-whisper", device="cpu", compute_type="int8",
-                       decoders=_decoders("faster-whisper", "cpu", resolved.cpu_threads,
-                                          resolved.batch_size, []),
                        why="fallback after a crash")
     if resolved.compute_type != "float32":
         return replace(resolved, compute_type="float32", why="fallback after a crash")

@@ -13,6 +13,7 @@ a sentence's. Other languages have word lists.
 import bisect
 import contextlib
 import functools
+import importlib.abc
 import itertools
 import sys
 import threading
@@ -107,29 +108,43 @@ def _load(name: str) -> Any:
         with _torch_unseen():
             import spacy
 
-        # The tagger and the parser are all the rules need; named entities and lemmas are not.
-        return spacy.load(name, exclude=["ner", "lemmatizer"])
+            # The tagger and the parser are all the rules need; named entities and lemmas are
+            # not.
+            return spacy.load(name, exclude=["ner", "lemmatizer"])
     except (ImportError, OSError) as exc:
         raise ModelNotFound(f"the subtitle line-break parser {name} cannot be loaded "
                             f"({reason(exc)}): pip install --force-reinstall "
                             f"{name.replace('_', '-')} spacy") from None
 
 
+class _NoTorch(importlib.abc.MetaPathFinder):
+    """``import torch`` fails in a thread inside ``_torch_unseen``; elsewhere it is as ever.
+    Installed once: ``sys.meta_path`` changed while another thread imports could skip one."""
+
+    hiding = threading.local()
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        if fullname.partition(".")[0] == "torch" and getattr(self.hiding, "torch", False):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+_NO_TORCH = _NoTorch()
+sys.meta_path.insert(0, _NO_TORCH)
+
+
 @contextlib.contextmanager
 def _torch_unseen() -> Iterator[None]:
     """spaCy's thinc imports torch where it is installed (the torch extra), although these CNN
     parsers never use it: 1.1 s of CPU taken from the stages running meanwhile, 200 MB, and
-    CUDA asked for its devices in the parent. While spaCy is imported, ``import torch`` fails
-    unless torch is already loaded; thinc then goes without."""
-    if "torch" in sys.modules:
-        yield
-        return
-    sys.modules["torch"] = None  # type: ignore[assignment]
+    CUDA asked for its devices in the parent. While spaCy loads, this thread cannot import
+    torch (unless it is loaded already), and thinc goes without; the stages that run while
+    the parser loads in a thread still can."""
+    _NO_TORCH.hiding.torch = True
     try:
         yield
     finally:
-        if sys.modules.get("torch", ...) is None:
-            del sys.modules["torch"]
+        _NO_TORCH.hiding.torch = False
 
 
 def _parsed(texts: Sequence[str], nlp: Any) -> list[Joint]:

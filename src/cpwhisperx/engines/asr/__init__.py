@@ -182,21 +182,23 @@ def lanes(regions: list[tuple[float, float]], *, batch_size: int,
     starts there, where a 30-s window would spend a whole encoding on those seconds (a third of
     the encodings of a 10-minute file). Lanes hold about ``LANE_S``, a multiple of
     ``batch_size`` of them so that batches are full, and at least ``MIN_LANE_S`` each (a short
-    file gets fewer lanes, not short ones), except that speech longer than a window gets a
-    multiple of ``decoders`` lanes, so that every decoder has as many as the others."""
+    file gets fewer lanes, not short ones), except that speech longer than a window gets at
+    least a lane per decoder, and as many for each as it can (``decoders`` side by side deal
+    out the lanes of a batch)."""
     pieces = _pieces(regions)
     total = sum(end - start for start, end in pieces)
     count = math.ceil(total / LANE_S / batch_size) * batch_size
     count = max(1, min(count, int(total // MIN_LANE_S)))
-    if total > WINDOW_S:
-        count = math.ceil(count / decoders) * decoders
+    if total > WINDOW_S and count < batch_size:
+        count = min(batch_size, math.ceil(count / decoders) * decoders)
     each = total / count
     out: list[list[tuple[float, float]]] = [[] for _ in range(count)]
     done = 0.0
     for start, end in pieces:  # by where its middle falls: lanes differ by < one piece
         out[min(count - 1, int((done + (end - start) / 2) // each))].append((start, end))
         done += end - start
-    return [Window(tuple(lane)) for lane in out]
+    # Lanes shorter than a piece (a region, cut at 30 s) may get none.
+    return [Window(tuple(lane)) for lane in out if lane]
 
 
 def _pieces(regions: list[tuple[float, float]]) -> list[tuple[float, float]]:

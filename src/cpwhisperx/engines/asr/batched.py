@@ -78,9 +78,11 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     run recorded are taken up, not decoded again: each window goes on from the mel frame and
     with the prompt its last recorded step left it.
 
-    The windows are dealt out among the engine's decoders, which decode their share side by
-    side, each as one decoder decodes them all. What a window's steps are does not depend on
-    the others, so a run can be resumed with any number of decoders."""
+    The windows are dealt out in turn among the engine's decoders, which decode their shares
+    side by side, each as one decoder would; each step records the windows of one decoder. A
+    run is taken up with as many decoders as it had (the ASR stage's fingerprint holds the
+    number): a step's prompts, cut to the shortest of its batch, depend on which windows
+    share it."""
     groups = [list(range(i, len(audios), engine.decoders))
               for i in range(min(engine.decoders, len(audios)))]
     if len(groups) < 2:
@@ -88,6 +90,7 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                        on_progress=on_progress, steps=steps)
     lock = threading.Lock()  # the journal and the progress are shared
     shares = [0.0] * len(groups)
+    failed = threading.Event()  # one decoder failed: the others stop after their step
 
     def one(g: int) -> list[list[Segment]]:
         def progress(done: float) -> None:
@@ -96,9 +99,13 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                 if on_progress:
                     on_progress(sum(shares))
 
-        return _decode(engine, [audios[i] for i in groups[g]], language=language,
-                       word_timestamps=word_timestamps, on_progress=progress,
-                       steps=steps and _share(steps, groups[g], lock))
+        try:
+            return _decode(engine, [audios[i] for i in groups[g]], language=language,
+                           word_timestamps=word_timestamps, on_progress=progress,
+                           steps=steps and _share(steps, groups[g], lock), stop=failed)
+        except BaseException:
+            failed.set()
+            raise
 
     with ThreadPoolExecutor(len(groups)) as pool:  # CTranslate2 lets go of the GIL
         decoded = list(pool.map(one, range(len(groups))))
@@ -123,8 +130,9 @@ def _share(steps: Steps, windows: list[int], lock: threading.Lock) -> Steps:
 
 def _decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, language: str,
             word_timestamps: bool, on_progress: Callable[[float], None] | None = None,
-            pack: bool = True, steps: Steps | None = None) -> list[list[Segment]]:
-    """``decode`` on one decoder."""
+            pack: bool = True, steps: Steps | None = None,
+            stop: threading.Event | None = None) -> list[list[Segment]]:
+    """``decode`` on one decoder; once ``stop`` is set, what it found so far."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
 
@@ -148,7 +156,7 @@ def _decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, langua
     pack = pack and len(audios) > 1  # alone, what is left of a window is its next step
     if steps and steps.done:
         pieces = _resumed(steps.done, found, leftovers, reached)
-    while pieces:
+    while pieces and not (stop and stop.is_set()):
         log.debug("decoding %d windows together", len(pieces))
         sizes = [min(step, frames[p.window] - p.seek) for p in pieces]
         batch = np.stack([pad_or_trim(features[p.window][:, p.seek:p.seek + n])
@@ -239,7 +247,7 @@ def _decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, langua
             steps.record(record)
         if on_progress:
             on_progress(sum(reached) / sum(max(n, 1) for n in frames))
-    if leftovers:
+    if leftovers and not (stop and stop.is_set()):
         hop = model.feature_extractor.hop_length
         rests = [(i, seek * per_frame, audios[i][seek * hop:]) for i, seek in leftovers.items()]
         record = {}
@@ -337,8 +345,8 @@ def _packed(engine: FasterWhisperEngine, rests: list[tuple[int, float, np.ndarra
             packs.append([])
         packs[-1].append(rest)
     decoded = _decode(engine, [np.concatenate([x for *_, a in pack for x in (a, gap)][:-1])
-                              for pack in packs],
-                     language=language, word_timestamps=word_timestamps, pack=False)
+                               for pack in packs],
+                      language=language, word_timestamps=word_timestamps, pack=False)
     out: list[tuple[int, list[Segment]]] = []
     apart: list[tuple[int, float, np.ndarray]] = []
     for pack, segments in zip(packs, decoded, strict=True):
@@ -357,7 +365,7 @@ def _packed(engine: FasterWhisperEngine, rests: list[tuple[int, float, np.ndarra
                             if owner in (j, None)]))
     if apart:
         alone = _decode(engine, [a for *_, a in apart], language=language,
-                       word_timestamps=word_timestamps, pack=False)
+                        word_timestamps=word_timestamps, pack=False)
         out += [(i, [_moved(seg, by=start, low=start, high=start + len(a) / rate)
                      for seg in segments])
                 for (i, start, a), segments in zip(apart, alone, strict=True)]

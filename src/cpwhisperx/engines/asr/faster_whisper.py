@@ -23,7 +23,9 @@ class FasterWhisperEngine:
         import ctranslate2
         from faster_whisper import WhisperModel
 
-        # The temperature fallback samples: a fixed seed makes a rerun give the same transcript.
+        # The temperature fallback samples: a fixed seed makes a rerun give the same transcript
+        # (with one decoder; with two, which replica, and so which random stream, takes a step
+        # decoded again depends on timing).
         ctranslate2.set_random_seed(0)
 
         self.name = f"faster-whisper {model.name} {device}/{compute_type}"
