@@ -180,7 +180,7 @@ def resolve(settings: Settings, hw: Hardware) -> Resolved:
     batch = settings.batch_size or _batch_size(backend, device, hw, reasons)
     # More decoders than lanes at a time would stand idle.
     decoders = (min(settings.asr_decoders, batch) if settings.asr_decoders
-                else _decoders(backend, device, threads, batch, reasons))
+                else _decoders(backend, device, batch, reasons))
     return Resolved(backend=backend, device=device, compute_type=compute, cpu_threads=threads,
                     batch_size=batch, decoders=decoders,
                     why="; ".join(reasons) or "all set explicitly",
@@ -202,16 +202,17 @@ def _batch_size(backend: str, device: str, hw: Hardware, reasons: list[str]) -> 
     return size
 
 
-def _decoders(backend: str, device: str, threads: int, batch: int,
-              reasons: list[str]) -> int:
-    """On CPU, two decoders side by side, each with half the threads and half the lanes: a
-    CTranslate2 call on two threads keeps only part of the second core busy (small matrices,
-    one decoding step after another), and the Python between calls (word-time alignment,
-    splitting segments) then leaves it idle. On 2 cores, 10 minutes of English: tiny.en 13.2-13.9
-    s against 20.4-22.5 s on one decoder, base 25.1 s against 32.0 s."""
-    if backend != "faster-whisper" or device != "cpu" or threads < 2 or batch % 2:
+def _decoders(backend: str, device: str, batch: int, reasons: list[str]) -> int:
+    """On CPU, the lanes of a batch dealt out between two decoders side by side, each on half
+    the threads: a CTranslate2 call on two threads keeps only part of the second core busy
+    (small matrices, one decoding step after another), and the Python between calls
+    (word-time alignment, splitting segments) then leaves it idle. On 2 cores, 10 minutes of
+    English: tiny.en 13.2-13.9 s against 20.4-22.5 s on one decoder, base 25.1 s against 32.0
+    s. On one thread the two shares are decoded one after the other: the transcript does not
+    depend on the threads."""
+    if backend != "faster-whisper" or device != "cpu" or batch % 2:
         return 1
-    reasons.append(f"2 decoders of {threads // 2} thread(s): CPU")
+    reasons.append("2 decoders: CPU")
     return 2
 
 

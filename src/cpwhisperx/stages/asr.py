@@ -71,10 +71,11 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1)  # a worker kept up for many files (isolation.reuse) loads once
-def _engine(resolved: hardware.Resolved, *, model: models.ModelRef,
-            beam_size: int, prompt: asr_engines.Prompt) -> asr_engines.AsrEngine:
+def _engine(resolved: hardware.Resolved, *, model: models.ModelRef, beam_size: int,
+            prompt: asr_engines.Prompt, lanes: int) -> asr_engines.AsrEngine:
     log.info("loading %s from %s", model.name, model.path)
-    return asr_engines.create(resolved, model=model, beam_size=beam_size, prompt=prompt)
+    return asr_engines.create(resolved, model=model, beam_size=beam_size, prompt=prompt,
+                              lanes=lanes)
 
 
 class Task(isolation.Task):
@@ -96,11 +97,12 @@ def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     and each chunk journaled as it finishes, so a rerun picks up after the last step), return
     the transcript as a dict."""
     resolved, ref = task.resolved, task.model
-    engine = _engine(resolved, model=ref, beam_size=task.beam_size, prompt=task.prompt)
-    asr_engines.check_language(task.language, multilingual=engine.multilingual)
     size = resolved.batch_size
     windows = asr_engines.lanes(task.regions, batch_size=size, decoders=resolved.decoders)
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
+    engine = _engine(resolved, model=ref, beam_size=task.beam_size, prompt=task.prompt,
+                     lanes=max(map(len, chunks)))
+    asr_engines.check_language(task.language, multilingual=engine.multilingual)
     journal = Journal(task.journal, key=task.journal_key)
     loaded = journal.load()
     entries = [e for e in loaded if "segments" in e]  # finished chunks

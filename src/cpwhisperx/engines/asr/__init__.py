@@ -65,16 +65,17 @@ class AsrEngine(Protocol):
         ...
 
 
-def create(resolved: Resolved, *, model: ModelRef, beam_size: int,
-           prompt: Prompt = NO_PROMPT) -> AsrEngine:
+def create(resolved: Resolved, *, model: ModelRef, beam_size: int, prompt: Prompt = NO_PROMPT,
+           lanes: int | None = None) -> AsrEngine:
+    """The engine; ``lanes``, the most windows it will be given at a time, where known."""
     if resolved.backend == "faster-whisper":
         from cpwhisperx.engines.asr.faster_whisper import FasterWhisperEngine
 
         return FasterWhisperEngine(model=model, device=resolved.device,
                                    compute_type=resolved.compute_type,
                                    cpu_threads=resolved.cpu_threads,
-                                   decoders=resolved.decoders, beam_size=beam_size,
-                                   prompt=prompt)
+                                   decoders=resolved.decoders, lanes=lanes,
+                                   beam_size=beam_size, prompt=prompt)
     if resolved.backend == "mlx":
         from cpwhisperx.engines.asr.mlx_whisper import MlxWhisperEngine
 
@@ -182,23 +183,23 @@ def lanes(regions: list[tuple[float, float]], *, batch_size: int,
     starts there, where a 30-s window would spend a whole encoding on those seconds (a third of
     the encodings of a 10-minute file). Lanes hold about ``LANE_S``, a multiple of
     ``batch_size`` of them so that batches are full, and at least ``MIN_LANE_S`` each (a short
-    file gets fewer lanes, not short ones), except that speech longer than a window gets at
-    least a lane per decoder, and as many for each as it can (``decoders`` side by side deal
-    out the lanes of a batch)."""
+    file gets fewer lanes, not short ones), except that a file with fewer lanes than a batch
+    gets as many for each of the ``decoders`` (which deal out the lanes of a batch) where that
+    leaves each at least a window of speech."""
     pieces = _pieces(regions)
     total = sum(end - start for start, end in pieces)
     count = math.ceil(total / LANE_S / batch_size) * batch_size
     count = max(1, min(count, int(total // MIN_LANE_S)))
-    if total > WINDOW_S and count < batch_size:
-        count = min(batch_size, math.ceil(count / decoders) * decoders)
+    even = min(batch_size, math.ceil(count / decoders) * decoders)
+    if count < batch_size and total / even >= WINDOW_S:
+        count = even
     each = total / count
     out: list[list[tuple[float, float]]] = [[] for _ in range(count)]
     done = 0.0
     for start, end in pieces:  # by where its middle falls: lanes differ by < one piece
         out[min(count - 1, int((done + (end - start) / 2) // each))].append((start, end))
         done += end - start
-    # Lanes shorter than a piece (a region, cut at 30 s) may get none.
-    return [Window(tuple(lane)) for lane in out if lane]
+    return [Window(tuple(lane)) for lane in out]
 
 
 def _pieces(regions: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -78,11 +78,11 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
     run recorded are taken up, not decoded again: each window goes on from the mel frame and
     with the prompt its last recorded step left it.
 
-    The windows are dealt out in turn among the engine's decoders, which decode their shares
-    side by side, each as one decoder would; each step records the windows of one decoder. A
-    run is taken up with as many decoders as it had (the ASR stage's fingerprint holds the
-    number): a step's prompts, cut to the shortest of its batch, depend on which windows
-    share it."""
+    The windows are dealt out in turn in the engine's ``decoders`` shares, each decoded as one
+    decoder would, side by side on its replicas (one after the other on one); each step records
+    the windows of one share. A run is taken up with as many shares as it had (the ASR stage's
+    fingerprint holds the number): a step's prompts, cut to the shortest of its batch, depend
+    on which windows share it."""
     groups = [list(range(i, len(audios), engine.decoders))
               for i in range(min(engine.decoders, len(audios)))]
     if len(groups) < 2:
@@ -90,7 +90,7 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                        on_progress=on_progress, steps=steps)
     lock = threading.Lock()  # the journal and the progress are shared
     shares = [0.0] * len(groups)
-    failed = threading.Event()  # one decoder failed: the others stop after their step
+    failed = threading.Event()  # one share failed: the others stop after their step
 
     def one(g: int) -> list[list[Segment]]:
         def progress(done: float) -> None:
@@ -107,7 +107,7 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
             failed.set()
             raise
 
-    with ThreadPoolExecutor(len(groups)) as pool:  # CTranslate2 lets go of the GIL
+    with ThreadPoolExecutor(engine.replicas) as pool:  # CTranslate2 lets go of the GIL
         decoded = list(pool.map(one, range(len(groups))))
     found: list[list[Segment]] = [[] for _ in audios]
     for group, segments in zip(groups, decoded, strict=True):

@@ -19,7 +19,8 @@ from cpwhisperx.transcript import NO_SPEECH_THRESHOLD, Segment
 
 class FasterWhisperEngine:
     def __init__(self, *, model: ModelRef, device: str, compute_type: str, cpu_threads: int,
-                 beam_size: int, decoders: int = 1, prompt: Prompt = NO_PROMPT) -> None:
+                 beam_size: int, decoders: int = 1, lanes: int | None = None,
+                 prompt: Prompt = NO_PROMPT) -> None:
         import ctranslate2
         from faster_whisper import WhisperModel
 
@@ -31,12 +32,15 @@ class FasterWhisperEngine:
         self.name = f"faster-whisper {model.name} {device}/{compute_type}"
         self.beam_size = beam_size
         self.prompt = prompt
-        # CTranslate2 replicas sharing the weights, each on its share of the threads.
+        # The lanes are dealt out in ``decoders`` shares, decoded side by side by as many
+        # CTranslate2 replicas as there are threads and lanes for, sharing the weights: one
+        # lane (a short file) has one replica with every thread.
         self.decoders = decoders
+        self.replicas = max(1, min(decoders, cpu_threads, lanes or decoders))
         try:
             self.model = WhisperModel(str(model.path), device=device, compute_type=compute_type,
-                                      cpu_threads=max(1, cpu_threads // decoders),
-                                      num_workers=decoders, local_files_only=True)
+                                      cpu_threads=max(1, cpu_threads // self.replicas),
+                                      num_workers=self.replicas, local_files_only=True)
         except (ValueError, RuntimeError) as exc:
             reason = errors.reason(exc)
             raise EngineUnavailable(f"cannot load model {model.path} on {device} as "
