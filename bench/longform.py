@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpwhisperx import evaluation
+from cpwhisperx import config, evaluation, hardware
 from cpwhisperx.engines.asr import lanes
 
 
@@ -36,8 +36,10 @@ def _journaled(root: Path, lane_s: list[float], batch: int) -> tuple[float, int,
         if not speech.is_file():
             return 0.0, 0, 0, 0
         regions = [(r["start"], r["end"]) for r in json.loads(speech.read_text())["regions"]]
+        decoders = hardware.resolve(config.Settings(batch_size=batch),
+                                    hardware.detect()).decoders
         lane_s += [sum(e - s for s, e in lane.regions)
-                   for lane in lanes(regions, batch_size=batch)]
+                   for lane in lanes(regions, batch_size=batch, decoders=decoders)]
     reached, steps, done = [0.0] * len(lane_s), 0, 0
     for line in journal.read_text().splitlines()[1:] if journal.is_file() else []:
         try:

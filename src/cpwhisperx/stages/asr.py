@@ -101,7 +101,7 @@ def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     windows = asr_engines.lanes(task.regions, batch_size=size, decoders=resolved.decoders)
     chunks = [windows[i:i + size] for i in range(0, len(windows), size)]
     engine = _engine(resolved, model=ref, beam_size=task.beam_size, prompt=task.prompt,
-                     lanes=max(map(len, chunks)))
+                     lanes=min(max(map(len, chunks)), resolved.decoders))
     asr_engines.check_language(task.language, multilingual=engine.multilingual)
     journal = Journal(task.journal, key=task.journal_key)
     loaded = journal.load()

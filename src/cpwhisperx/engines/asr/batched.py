@@ -99,6 +99,8 @@ def decode(engine: FasterWhisperEngine, audios: Sequence[np.ndarray], *, languag
                 if on_progress:
                     on_progress(sum(shares))
 
+        if failed.is_set():  # a share that waited for a replica
+            return [[] for _ in groups[g]]
         try:
             return _decode(engine, [audios[i] for i in groups[g]], language=language,
                            word_timestamps=word_timestamps, on_progress=progress,
