@@ -50,8 +50,8 @@ def test_batch_size_follows_device_and_memory(hw: hardware.Hardware, batch: int)
 def test_two_decoders_side_by_side_on_cpu(hw: hardware.Hardware, settings: Settings,
                                           decoders: int) -> None:
     """On CPU the lanes are shared by two decoders (on one thread, one after the other: the
-    transcript does not depend on the threads); a GPU, MLX or an odd number of lanes at a time
-    keeps one."""
+    lanes do not depend on the threads); a GPU, MLX or an odd number of lanes at a time keeps
+    one."""
     resolved = hardware.resolve(settings, hw)
     assert resolved.decoders == decoders
     # A retry takes up the crashed run's journal: its lanes must be the same.

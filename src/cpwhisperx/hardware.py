@@ -208,8 +208,8 @@ def _decoders(backend: str, device: str, batch: int, reasons: list[str]) -> int:
     (small matrices, one decoding step after another), and the Python between calls
     (word-time alignment, splitting segments) then leaves it idle. On 2 cores, 10 minutes of
     English: tiny.en 13.2-13.9 s against 20.4-22.5 s on one decoder, base 25.1 s against 32.0
-    s. On one thread the two shares are decoded one after the other: the transcript does not
-    depend on the threads."""
+    s. On one thread the two shares are decoded one after the other: the lanes, and the
+    journal a run resumes from, do not depend on the threads."""
     if backend != "faster-whisper" or device != "cpu" or batch % 2:
         return 1
     reasons.append("2 decoders: CPU")
