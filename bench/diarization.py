@@ -4,16 +4,18 @@
                                           [--set KEY=VALUE ...] [--keep DIR]
     .venv/bin/python bench/diarization.py --minutes 10 [--runs 2]
 
-Builds two English conversations from speech that ships (``evaluation.conversation``): three
-speakers (Piper joe, the real JFK recording, espeak-ng f3; 18 turns) and two (joe and espeak-ng
-m1, the closer pair; 12 turns), 0.2-0.8 s between turns. Each is transcribed twice as users run
-it, in fresh output folders: ``--set DIARIZATION=none`` (the baseline's wall time) and
-``--set DIARIZATION=auto`` (with ``--num-speakers``: also ``NUM_SPEAKERS`` = the true count),
-whose ``outputs/<stem>.rttm`` is scored against the reference turns. One row per conversation:
-length, speakers (true/found), DER with a ±0.25 s collar (NIST md-eval ``-c 0.25``, overlap
-scored), WER of the diarized run's transcript, wall seconds with and without diarization and the
-diarize stage's own seconds. Needs espeak-ng (``make speech-deps``) and the ``[dev]`` extra
-(pyannote.metrics). Numbers, never pass/fail.
+Builds three English conversations from speech that ships: three speakers (Piper joe, the real
+JFK recording, espeak-ng f3; 18 turns) and two (joe and espeak-ng m1, the closer pair; 12
+turns), 0.2-0.8 s between turns (``evaluation.conversation``); and two espeak-ng voices (m1, f3)
+taking over from each other in the middle of sentences with no pause (``evaluation.relay``, 12
+turns). Each is transcribed twice as users run it, in fresh output folders: ``--set
+DIARIZATION=none`` (the baseline's wall time) and ``--set DIARIZATION=auto`` (with
+``--num-speakers``: also ``NUM_SPEAKERS`` = the true count), whose ``outputs/<stem>.rttm`` is
+scored against the reference turns. One row per conversation: length, speakers (true/found), DER
+with a ±0.25 s collar (NIST md-eval ``-c 0.25``, overlap scored), WER of the diarized run's
+transcript, wall seconds with and without diarization and the diarize stage's own seconds. Needs
+espeak-ng (``make speech-deps``) and the ``[dev]`` extra (pyannote.metrics). Numbers, never
+pass/fail.
 
 ``--minutes N``: what diarization costs instead, on the eval set's English speech joined to
 about N minutes (``evaluation.long_form``): ``DIARIZATION=none`` and ``auto`` alternating,
@@ -31,12 +33,18 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 from cpwhisperx import evaluation
 
-CONVERSATIONS = {"3 speakers": (("joe", "jfk", "espeak-f3"), 18),
-                 "2 speakers": (("joe", "espeak-m1"), 12)}
+CONVERSATIONS: dict[str, Callable[[Path, int], tuple[Path, list[evaluation.Turn]]]] = {
+    "3 speakers": lambda folder, seed: evaluation.conversation(
+        folder, voices=("joe", "jfk", "espeak-f3"), turns=18, seed=seed),
+    "2 speakers": lambda folder, seed: evaluation.conversation(
+        folder, voices=("joe", "espeak-m1"), turns=12, seed=seed),
+    "2 speakers, mid-sentence": lambda folder, seed: evaluation.relay(folder, seed=seed),
+}
 
 
 def transcribe(media: Path, out: Path, *args: str) -> tuple[Path, float]:
@@ -103,9 +111,9 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         print("| conversation | length | speakers (true/found) | DER (±0.25 s) | WER "
               "| wall with diarization | wall without | diarize stage |\n|" + "---|" * 8)
-        for label, (voices, turns) in CONVERSATIONS.items():
-            media, reference = evaluation.conversation(folder, voices=voices, turns=turns,
-                                                       seed=args.seed)
+        for label, build in CONVERSATIONS.items():
+            media, reference = build(folder, args.seed)
+            voices = list(dict.fromkeys(t.speaker for t in reference))
             with wave.open(str(media)) as audio:
                 length = audio.getnframes() / audio.getframerate()
             _, off = transcribe(media, folder / f"{media.stem}.none", *settings,

@@ -66,6 +66,7 @@ def test_the_old_tools_settings_become_ours_each_with_a_note(tmp_path: Path) -> 
         assert f"{key} in {cfg}" in told, key
     assert "WHISPER_COMPUTE_TYPE" not in told  # ours already: nothing to say
     assert "INDICTRANS2_BACKEND in" in told and "TRANSLATION_BACKEND" in told
+    assert "STEP_DIARIZATION in" in told and "DIARIZATION=auto" in told
     # WHISPER_BACKEND=cuda means the CUDA device, where no device is set.
     assert load_settings(cli={"WHISPER_BACKEND": "cuda"}, environ={}).whisper_device == "cuda"
     assert load_settings(cli={"WHISPER_BACKEND": "cuda", "WHISPER_DEVICE": "cpu"},

@@ -229,6 +229,25 @@ def test_the_encoder_tells_voices_apart_on_shipped_speech() -> None:
     assert min(same) > ge2e.THRESHOLD > max(across), (same, across)
 
 
+@pytest.mark.parametrize(("first", "second"), [(1.0, 2.5), (2.5, 1.0), (1.8, 1.8)])
+@pytest.mark.parametrize("order", ["joe-jfk", "jfk-joe"])
+def test_a_change_of_voice_without_a_pause_is_timed(first: float, second: float,
+                                                    order: str) -> None:
+    """Real speech of two voices joined with no pause: the change is found where they meet."""
+    from cpwhisperx.engines.diarize import ge2e
+
+    joe = np.concatenate([samples for samples, _ in evaluation._joe()[:2]])
+    jfk = np.concatenate([samples for samples, _ in evaluation._jfk_pieces()])
+    a, b = (joe, jfk) if order == "joe-jfk" else (jfk, joe)
+    encoder = ge2e.GE2E()
+    voices = encoder.embed([a, b])  # each voice from all of its speech, as clustering gives
+    rate = evaluation.RATE
+    joined = np.concatenate([a[-round(first * rate):], b[:round(second * rate)]])
+    change = encoder.change(joined, voices[0], voices[1])
+    assert change is not None and abs(change - first) <= 0.3, change
+    assert encoder.change(joined[:rate], voices[0], voices[1]) is None  # under two windows
+
+
 @pytest.mark.fast
 def test_a_translation_keeps_each_sentence_with_its_speaker() -> None:
     from cpwhisperx import translation
@@ -290,6 +309,25 @@ def test_three_speakers_are_found_and_told_apart(tmp_path: Path) -> None:
     lines = (outputs / f"{media.stem}.txt").read_text().splitlines()
     assert lines and all(line.startswith("[SPEAKER_0") for line in lines)
     assert (outputs / f"{media.stem}.tsv").read_text().split("\n")[0].endswith("\tspeaker")
+
+
+@needs_espeak
+def test_speakers_taking_over_mid_sentence_are_told_apart(tmp_path: Path) -> None:
+    """Two voices taking over from each other in the middle of sentences, with no pause: the
+    speakers are found and segments split where the voice changes, not only at sentence ends
+    (with 8 s spans embedded whole, two voices were one speaker on 3 of 5 seeds)."""
+    media, reference = evaluation.relay(tmp_path, seed=1)
+    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en", "--diarize")
+    outputs = _outputs(tmp_path / "out", proc)
+    found = evaluation.read_rttm(outputs / f"{media.stem}.rttm")
+    assert evaluation.speakers_found(found) == 2
+    assert evaluation.der(reference, found) <= 0.2
+    transcript = json.loads((outputs / f"{media.stem}.json").read_text())
+    assert_times_valid(transcript, reference[-1].end + 0.5)
+    segments = transcript["segments"]
+    inside = [a["text"] for a, b in itertools.pairwise(segments)
+              if a["speaker"] != b["speaker"] and not a["text"].rstrip().endswith((".", "?", "!"))]
+    assert len(inside) >= len(reference) // 2, inside
 
 
 @needs_espeak

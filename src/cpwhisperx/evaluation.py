@@ -292,6 +292,25 @@ def conversation(folder: Path, *, voices: Sequence[str] = ("joe", "jfk", "espeak
     return _join(folder, name or f"conversation_{'_'.join(voices)}_{seed}", said)
 
 
+def relay(folder: Path, *, voices: Sequence[str] = ("m1", "f3"), turns: int = 12,
+          seed: int = 0, name: str | None = None) -> tuple[Path, list[Turn]]:
+    """Espeak-ng voices taking over from each other in the middle of sentences, with no pause:
+    the dialogue lines read as one text, cut into turns of 7-14 words at random, each turn
+    said by the next voice (no voice follows itself) and joined to the last without a gap.
+    Most changes of speaker fall inside a sentence, where neither a pause nor punctuation
+    shows them. Written as ``conversation`` writes its files."""
+    rng = random.Random(seed)
+    words: list[str] = []
+    said = []
+    for voice in _speaker_order(voices, turns, rng):
+        size = rng.randint(7, 14)
+        while len(words) < size:
+            words += " ".join(rng.sample(_DIALOGUE, len(_DIALOGUE))).split()
+        text, words = " ".join(words[:size]), words[size:]
+        said.append((f"espeak-{voice}", *_espeak(voice, [text])[0], 0.0))
+    return _join(folder, name or f"relay_{'_'.join(voices)}_{seed}", said)
+
+
 def dialogue(folder: Path, script: Sequence[tuple[str, str]], *, gap: float, name: str
              ) -> tuple[Path, list[Turn]]:
     """``(espeak variant, line)`` pairs said in turn, ``gap`` seconds apart (a quick exchange:

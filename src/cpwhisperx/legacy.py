@@ -36,7 +36,8 @@ REPLACED: tuple[tuple[str, str], ...] = (
     (r"WHISPERX_.*|ALIGN_.*",
      "ALIGNMENT_BACKEND and ALIGNMENT_MODEL set word alignment"),
     (r"(STEP_)?DIARIZATION.*|SPEAKER_.*|SUBTITLE_(INCLUDE_SPEAKER_LABELS|SPEAKER_FORMAT)",
-     "speakers are not told apart yet"),
+     "DIARIZATION=auto (--diarize) tells speakers apart; NUM_SPEAKERS, MIN_SPEAKERS, "
+     "MAX_SPEAKERS and SPEAKER_NAMES say how many and who"),
     (r"(STEP_VAD_)?PYANNOTE.*|SILERO_.*|STEP_VAD_SILERO",
      "speech is found by Silero VAD (VAD_THRESHOLD, VAD_MIN_SILENCE_MS, VAD_SPEECH_PAD_MS)"),
     (r"SOURCE_SEPARATION_.*",

@@ -25,7 +25,11 @@ from cpwhisperx.transcript import Segment, Transcript, Word, spoken_words
 NAME = "diarize"
 INPUTS = ("demux", "separate", "clean")
 PAUSE_S = 0.15  # a pause this long between words may be a change of speaker
-LONGEST_S = 8.0  # a span of speech longer than this is embedded in parts: a change may hide
+# Speech without a pause is embedded in parts of about one encoder window (1.6 s), so that a
+# change of speaker in the middle of a sentence mixes few parts' voices; the engine then times
+# the change. On conversations whose speakers take over mid-sentence (``evaluation.relay``),
+# 8 s parts mixed two voices into one speaker on 3 of 5 seeds.
+LONGEST_S = 2.0
 
 
 def transcript_path(job: Job) -> Path:
@@ -73,8 +77,8 @@ def regions(transcript: Transcript) -> list[tuple[float, float]]:
     for segment in transcript.segments:
         start = end = None
         for word in spoken_words(segment):
-            if start is not None and end is not None and (word.start - end >= PAUSE_S
-                                                          or end - start >= LONGEST_S):
+            if start is not None and end is not None and (
+                    word.start - end >= PAUSE_S or end - start >= LONGEST_S):
                 out.append((start, end))
                 start = None
             start = word.start if start is None else start

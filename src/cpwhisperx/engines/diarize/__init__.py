@@ -29,8 +29,8 @@ class Diarizer(Protocol):
 
     def diarize(self, audio: WavReader, *, regions: Sequence[tuple[float, float]],
                 speakers: Speakers, progress: Callable[[float], None]) -> list[Turn]:
-        """Speaker turns over the audio; ``regions`` are the spans where words are spoken
-        (no speaker changes inside one, as far as the transcript knows)."""
+        """Speaker turns over the audio; ``regions`` are the spans where words are spoken, in
+        order (each short enough to be mostly one speaker's)."""
         ...
 
 

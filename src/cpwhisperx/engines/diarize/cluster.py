@@ -31,11 +31,11 @@ def cluster(embeddings: np.ndarray, durations: np.ndarray, *, threshold: float,
     if not speakers.number:
         labels[chosen] = _fold_small(embeddings[chosen], durations[chosen], labels[chosen],
                                      min_share=min_share, low=low)
-    centroids = _centroids(embeddings, labels)
-    ids = sorted(centroids)
+    means = centroids(embeddings, labels)
+    ids = sorted(means)
     others = np.flatnonzero(labels < 0)
     if len(others):
-        matrix = np.stack([centroids[c] for c in ids])
+        matrix = np.stack([means[c] for c in ids])
         labels[others] = np.array(ids)[np.argmax(embeddings[others] @ matrix.T, axis=1)]
     first: dict[int, int] = {}
     for label in labels:
@@ -77,14 +77,15 @@ def _fold_small(embeddings: np.ndarray, durations: np.ndarray, labels: np.ndarra
         smallest = int(np.argmin(shares))
         if len(ids) <= low or shares[smallest] >= min_share:
             return labels
-        centroids = _centroids(embeddings, labels)
+        means = centroids(embeddings, labels)
         small = int(ids[smallest])
-        nearest = max((c for c in centroids if c != small),
-                      key=lambda c: float(centroids[c] @ centroids[small]))
+        nearest = max((c for c in means if c != small),
+                      key=lambda c: float(means[c] @ means[small]))
         labels[labels == small] = nearest
 
 
-def _centroids(embeddings: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+def centroids(embeddings: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Each label's mean embedding, of unit length (negative labels: none)."""
     out = {}
     for c in np.unique(labels[labels >= 0]):
         mean = embeddings[labels == c].mean(axis=0)

@@ -4,10 +4,13 @@ the default install diarizes without torch.
 
 Each span of speech is volume-normalised as Resemblyzer does, cut into 1.6 s windows of 40
 mel bands (linear power, as the encoder was trained on) and embedded; a span's embedding is
-the mean of its windows'. The spans are then clustered (``cluster``)."""
+the mean of its windows'. The spans are then clustered (``cluster``). Where two speakers'
+spans meet without a pause, 1 s windows every 0.2 s across the two find where the voice turns
+from the one speaker's to the other's."""
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib import resources
 
 import numpy as np
@@ -25,6 +28,11 @@ TARGET_DBFS = -30.0  # quiet speech raised to this, loud speech left alone
 # it); the middle keeps a margin either way.
 THRESHOLD = 0.65
 BATCH = 128  # windows per onnxruntime call
+# Where two speakers' turns are under NEAR_S apart, the change is searched for in the audio of
+# both, with windows of CHANGE_WINDOW frames every CHANGE_STEP: 1 s windows placed it as well as
+# 0.8 s ones and better than 1.6 s ones on the relay conversations (``evaluation.relay``).
+NEAR_S = 1.0
+CHANGE_WINDOW, CHANGE_STEP = 100, 20
 
 
 @functools.cache
@@ -112,6 +120,33 @@ class GE2E:
         # given, it joins the voices rather than makes one.
         labels = cluster.cluster(embeddings, durations, threshold=THRESHOLD, speakers=speakers,
                                  reliable_s=WINDOW * HOP / SAMPLE_RATE)
+        turns = [Turn(start, end, int(label))
+                 for (start, end), label in zip(regions, labels, strict=True)]
+        voices = cluster.centroids(embeddings, labels)
+        for k in range(len(turns) - 1):
+            before, after = turns[k], turns[k + 1]
+            if before.speaker != after.speaker and after.start - before.end < NEAR_S:
+                change = self.change(audio.seconds(before.start, after.end),
+                                     voices[before.speaker], voices[after.speaker])
+                if change is not None and not before.end <= before.start + change <= after.start:
+                    turns[k] = replace(before, end=round(before.start + change, 3))
+                    turns[k + 1] = replace(after, start=turns[k].end)
         progress(1.0)
-        return [Turn(start, end, int(label))
-                for (start, end), label in zip(regions, labels, strict=True)]
+        return turns
+
+    def change(self, audio: np.ndarray, first: np.ndarray, second: np.ndarray) -> float | None:
+        """Seconds into ``audio`` where the ``first`` voice (an embedding) hands over to the
+        ``second``: the split that leaves the most lean to the first voice in the windows
+        before it and to the second after it. None where the audio holds under two windows."""
+        spectrogram = mel(normalise(audio))
+        starts = np.arange(0, len(spectrogram) - CHANGE_WINDOW + 1, CHANGE_STEP)
+        if len(starts) < 2:
+            return None
+        found = self.session.run(None, {"mels": np.stack(
+            [spectrogram[s:s + CHANGE_WINDOW] for s in starts]).astype(np.float32)})[0]
+        found /= np.maximum(np.linalg.norm(found, axis=1, keepdims=True), 1e-12)
+        lean = found @ (first - second)  # above 0: more like the first voice
+        # The split before window m keeps sum(lean[:m]) - sum(lean[m:]) = 2 cumsum - total.
+        m = int(np.argmax(2 * np.cumsum(lean)[:-1] - lean.sum())) + 1
+        centres = (starts + CHANGE_WINDOW / 2) * HOP / SAMPLE_RATE
+        return float(centres[m - 1] + centres[m]) / 2
