@@ -60,8 +60,9 @@ class Settings(BaseModel):
     clean_repeat_limit: int = Field(3, ge=1, le=100)
     clean_max_cps: float = Field(40.0, gt=0.0)
     clean_min_cps: float = Field(1.0, ge=0.0)
-    # Who speaks when: none, auto (the speaker encoder that ships: ge2e), ge2e
-    diarization: Literal["none", "auto", "ge2e"] = "none"
+    # Who speaks when: none, auto (the speaker encoder that ships: ge2e), ge2e, pyannote
+    diarization: Literal["none", "auto", "ge2e", "pyannote"] = "none"
+    diarization_model: str = ""  # pyannote: a Hugging Face id, a folder or its config.yaml
     num_speakers: int = Field(0, ge=0, le=64)  # 0: found from the audio
     min_speakers: int = Field(0, ge=0, le=64)
     max_speakers: int = Field(0, ge=0, le=64)

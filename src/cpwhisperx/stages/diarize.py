@@ -30,6 +30,10 @@ PAUSE_S = 0.15  # a pause this long between words may be a change of speaker
 # the change. On conversations whose speakers take over mid-sentence (``evaluation.relay``),
 # 8 s parts mixed two voices into one speaker on 3 of 5 seeds.
 LONGEST_S = 2.0
+# The worker's time limit: TIMEOUT_S and SLOWEST seconds per second of audio. pyannote's real
+# models take about 2 s per second of audio on one core of this project's machines.
+TIMEOUT_S = 120.0
+SLOWEST = {"ge2e": 1.0, "pyannote": 5.0}
 
 
 def transcript_path(job: Job) -> Path:
@@ -44,24 +48,35 @@ def fingerprint_config(ctx: StageContext) -> dict[str, Any]:
     s = ctx.settings
     if s.diarization == "none":
         return {"engine": "none"}
-    return {"engine": diarizers.choose(s.diarization), "number": s.num_speakers,
-            "low": s.min_speakers, "high": s.max_speakers, "names": s.speaker_names}
+    engine = diarizers.choose(s.diarization)
+    return {"engine": engine, "number": s.num_speakers, "low": s.min_speakers,
+            "high": s.max_speakers, "names": s.speaker_names,
+            **({"model": s.diarization_model} if engine == "pyannote" else {})}
 
 
 class Task(isolation.Task):
+    engine: str
+    model: str = ""  # DIARIZATION_MODEL (pyannote)
     audio: Path
     regions: list[tuple[float, float]]
     number: int = 0
     low: int = 0
     high: int = 0
     threads: int = 1
+    device: str = "cpu"
 
 
 def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     """In the worker: the engine's turns over the task's regions of speech."""
-    from cpwhisperx.engines.diarize.ge2e import GE2E
+    engine: diarizers.Diarizer
+    if task.engine == "pyannote":
+        from cpwhisperx.engines.diarize.pyannote import Pyannote
 
-    engine: diarizers.Diarizer = GE2E(threads=task.threads)
+        engine = Pyannote(model=task.model, threads=task.threads, device=task.device)
+    else:
+        from cpwhisperx.engines.diarize.ge2e import GE2E
+
+        engine = GE2E(threads=task.threads)
     speakers = diarizers.Speakers(number=task.number, low=task.low, high=task.high)
     with media.WavReader(task.audio) as audio:
         turns = engine.diarize(audio, regions=task.regions, speakers=speakers,
@@ -175,12 +190,14 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(outputs=[out], backend="none" if s.diarization == "none"
                            else "none (no words to tell speakers apart by)")
     name = diarizers.choose(s.diarization)
-    task = Task(audio=separate.audio_path(ctx.job), regions=spans,
-                number=s.num_speakers, low=s.min_speakers, high=s.max_speakers,
-                threads=ctx.resolved.cpu_threads)
+    task = Task(engine=name, model=s.diarization_model if name == "pyannote" else "",
+                audio=separate.audio_path(ctx.job), regions=spans, number=s.num_speakers,
+                low=s.min_speakers, high=s.max_speakers, threads=ctx.resolved.cpu_threads,
+                device="cuda" if ctx.resolved.device == "cuda" else "cpu")
     # The turns depend on all but the names: a rename relabels the last run's turns.
-    key = hashlib.sha256(json.dumps([name, task.regions, task.number, task.low, task.high,
-                                     fsutil.sha256_file(task.audio)]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([name, task.model, task.regions, task.number, task.low,
+                                     task.high, fsutil.sha256_file(task.audio)]).encode()
+                         ).hexdigest()
     used: str | None
     warnings: list[str] = []
     if _earlier_key(ctx.job) == key:
@@ -189,9 +206,13 @@ def run(ctx: StageContext) -> StageResult:
     else:
         turns_path(ctx.job).unlink(missing_ok=True)  # an earlier run's, not this one's
         try:
+            if name == "pyannote":
+                from cpwhisperx.engines.diarize import pyannote
+
+                pyannote.check_obtainable(s.diarization_model)
             used, warnings = isolation.run_chain(NAME, [(name, task)],
                                                  result=turns_path(ctx.job),
-                                                 timeout=60 + spans[-1][1],
+                                                 timeout=TIMEOUT_S + SLOWEST[name] * spans[-1][1],
                                                  log_file=ctx.job.log_file(NAME),
                                                  on_progress=ctx.progress)
         except CpwError as exc:  # the engine's own one-line error

@@ -36,5 +36,5 @@ class Diarizer(Protocol):
 
 def choose(setting: str) -> str:
     """``auto``: the speaker encoder that ships with the package (GE2E on onnxruntime, no
-    torch)."""
+    torch), on every machine; pyannote only when asked for, as its weights are gated."""
     return "ge2e" if setting == "auto" else setting

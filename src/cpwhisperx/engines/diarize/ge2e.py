@@ -19,7 +19,7 @@ from cpwhisperx.engines.diarize import Speakers, Turn, cluster
 from cpwhisperx.media import SAMPLE_RATE, WavReader
 
 N_FFT, HOP, N_MELS = 400, 160, 40  # 25 ms windows every 10 ms
-WINDOW, STEP = 160, 160  # frames: 1.6 s windows, one after the other
+WINDOW = 160  # frames: 1.6 s windows
 TARGET_DBFS = -30.0  # quiet speech raised to this, loud speech left alone
 # Mean pairwise cosine similarity at which two groups of spans are one voice. Different voices
 # score 0.40-0.44 here (Piper, JFK, espeak-ng), up to 0.66 for close synthetic ones; one real
@@ -72,14 +72,16 @@ def normalise(audio: np.ndarray) -> np.ndarray:
 
 
 def windows(spectrogram: np.ndarray) -> np.ndarray:
-    """1.6 s windows one after another, the last one ending with the span; a span shorter
-    than one window is padded with silence, as Resemblyzer pads."""
+    """As many 1.6 s windows as the span holds, rounded (at least one), spread evenly from its
+    start to its end; one window sits in the middle. The encoder's cost follows the speech:
+    a 2.2 s span is one window, not two that overlap. A span shorter than a window is padded
+    with silence, as Resemblyzer pads."""
     if len(spectrogram) < WINDOW:
         spectrogram = np.pad(spectrogram, ((0, WINDOW - len(spectrogram)), (0, 0)))
-    starts = list(range(0, len(spectrogram) - WINDOW + 1, STEP))
-    if starts[-1] + WINDOW < len(spectrogram):
-        starts.append(len(spectrogram) - WINDOW)
-    return np.stack([spectrogram[s:s + WINDOW] for s in starts])
+    room = len(spectrogram) - WINDOW
+    count = max(1, round(len(spectrogram) / WINDOW))
+    starts = [room / 2] if count == 1 else np.linspace(0, room, count)
+    return np.stack([spectrogram[round(s):round(s) + WINDOW] for s in starts])
 
 
 class GE2E:
