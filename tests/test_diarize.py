@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_times_valid, cli, clip, error_line, job_of, job_root
+from conftest import assert_times_valid, cli, clip, error_line, job_of, job_root, no_hub
 from cpwhisperx import evaluation, writers
 from cpwhisperx.config import Settings
 from cpwhisperx.engines.diarize import Speakers, Turn
@@ -70,6 +70,41 @@ def test_a_short_span_joins_the_nearest_voice_and_a_tiny_voice_is_folded() -> No
     durations = np.array([5.0] * 8 + [1.2])
     assert len(set(_cluster(embeddings, durations))) == 2
     assert len(set(_cluster(embeddings, durations, Speakers(number=3)))) == 3
+
+
+def _best_pair_each_time(embeddings: np.ndarray, *, threshold: float, low: int,
+                         high: int) -> np.ndarray:
+    """Average linkage by its definition: merge the two clusters of highest mean pairwise
+    similarity, recomputed from the members, until the rule says stop (O(n^4); for tests)."""
+    groups = [[i] for i in range(len(embeddings))]
+    sim = embeddings @ embeddings.T
+    while len(groups) > low:
+        score, a, b = max((float(sim[np.ix_(x, y)].mean()), i, j)
+                          for i, x in enumerate(groups) for j, y in enumerate(groups) if i < j)
+        if score < threshold and len(groups) <= high:
+            break
+        groups[a] += groups.pop(b)
+    labels = np.zeros(len(embeddings), dtype=int)
+    for k, group in enumerate(groups):
+        labels[group] = k
+    return labels
+
+
+@pytest.mark.fast
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 24), st.integers(1, 5), st.integers(0, 10_000),
+       st.floats(0.2, 0.9), st.integers(0, 4), st.integers(0, 6))
+def test_the_chained_linkage_makes_the_merges_of_the_best_pair_each_time(
+        n: int, voices: int, seed: int, threshold: float, low: int, high: int) -> None:
+    from cpwhisperx.engines.diarize.cluster import _average_linkage
+
+    embeddings = _voices(list(np.random.default_rng(seed).multinomial(n, [1 / voices] * voices)),
+                         seed=seed, spread=2.0)
+    low, high = max(low, 1), high or n
+    fast = _average_linkage(embeddings, threshold=threshold, low=low, high=max(high, low))
+    slow = _best_pair_each_time(embeddings, threshold=threshold, low=low, high=max(high, low))
+    # The same partition, whatever each calls its clusters.
+    assert len(set(zip(fast, slow, strict=True))) == len(set(fast)) == len(set(slow))
 
 
 @pytest.mark.fast
@@ -243,9 +278,23 @@ def test_a_change_of_voice_without_a_pause_is_timed(first: float, second: float,
     voices = encoder.embed([a, b])  # each voice from all of its speech, as clustering gives
     rate = evaluation.RATE
     joined = np.concatenate([a[-round(first * rate):], b[:round(second * rate)]])
-    change = encoder.change(joined, voices[0], voices[1])
+    change, short = encoder.changes([(joined, voices[0], voices[1]),
+                                     (joined[:rate], voices[0], voices[1])])
     assert change is not None and abs(change - first) <= 0.3, change
-    assert encoder.change(joined[:rate], voices[0], voices[1]) is None  # under two windows
+    assert short is None  # one second holds under two windows
+
+
+@pytest.mark.fast
+def test_a_handover_is_where_the_lean_turns_and_only_there() -> None:
+    from cpwhisperx.engines.diarize.ge2e import handover
+
+    centres = np.arange(6) * 0.4 + 0.4
+    assert handover(np.array([0.3, 0.2, 0.25, -0.1, -0.3, -0.2]), centres) == pytest.approx(1.4)
+    # One window that sounds like the second voice does not move the handover before it.
+    assert handover(np.array([0.3, -0.5, 0.4, 0.3, -0.2, 0.1]), centres) == pytest.approx(1.8)
+    assert handover(np.array([-0.2, -0.1, -0.3, -0.2, -0.1, -0.4]), centres) is None  # never first
+    assert handover(np.array([0.2, 0.3, 0.1, 0.2, 0.1, 0.3]), centres) is None  # never second
+    assert handover(np.array([0.5]), centres[:1]) is None
 
 
 @pytest.mark.fast
@@ -401,6 +450,58 @@ def test_a_crashed_encoder_keeps_the_transcript(tmp_path: Path) -> None:
                "DIARIZATION=ge2e", env=env)
     assert proc.returncode != 0
     assert "DIARIZATION=ge2e failed" in error_line(proc)
+
+
+def test_pyannote_without_its_weights_says_where_to_get_them(tmp_path: Path) -> None:
+    """Not cached and the Hub unreachable: one line, before any worker starts (no torch
+    needed to say so), and the transcript is kept for a rerun."""
+    media, _ = evaluation.conversation(tmp_path, voices=("joe", "jfk"), turns=2)
+    env = {**no_hub(), "HF_HOME": str(tmp_path / "hf")}
+    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en",
+               "--set", "DIARIZATION=pyannote", env=env)
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "speaker-diarization-community-1" in line and "HF_TOKEN" in line
+    assert "DIARIZATION_MODEL" in line and "DIARIZATION=none" in line
+    job = job_root(tmp_path / "out", job_of(proc))
+    assert next(job.glob("*_clean/transcript.json")).is_file()
+    assert not next(job.glob("*_diarize/turns.json"), None)
+
+
+@pytest.mark.fast
+def test_a_pipeline_folder_named_without_a_slash_is_a_folder(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """``huggingface-cli download --local-dir community-1`` leaves ``community-1``: a folder,
+    even offline, where a Hub id would need the cache."""
+    from cpwhisperx.engines.diarize.pyannote import check_obtainable
+    from cpwhisperx.errors import ModelNotFound
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    (tmp_path / "community-1").mkdir()
+    assert check_obtainable("community-1") is False
+    with pytest.raises(ModelNotFound, match="HF_HUB_OFFLINE is set"):
+        check_obtainable("community-2")
+
+
+@pytest.mark.fast
+def test_turns_move_to_the_changes_found_and_stay_in_order() -> None:
+    from cpwhisperx.engines.diarize.ge2e import retime
+
+    turns = [Turn(0.0, 2.0, 0), Turn(2.05, 4.0, 1), Turn(4.1, 6.0, 0), Turn(7.5, 9.0, 2)]
+    # Seconds from the start each turn had: A to B earlier, B to A later. The pause 6.0-7.5
+    # is not searched.
+    moved = retime(turns, {0: 1.5, 1: 2.5})
+    assert moved == [Turn(0.0, 1.5, 0), Turn(1.5, 4.55, 1), Turn(4.55, 6.0, 0), turns[3]]
+    assert retime(turns, {0: 2.02, 1: None}) == turns  # in the pause between: as they were
+    # The second change would end turn 1 before it starts: left alone.
+    crossed = retime(turns, {0: 3.8, 1: 1.0})
+    assert crossed[:2] == [Turn(0.0, 3.8, 0), Turn(3.8, 4.0, 1)] and crossed[2] == turns[2]
+    for result in (moved, crossed):
+        assert all(t.start < t.end for t in result)
+        assert all(a.end <= b.start for a, b in itertools.pairwise(result))
 
 
 @pytest.mark.fast

@@ -82,6 +82,23 @@ def test_conversation_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 
 
 @pytest.mark.fast
+@needs_espeak
+def test_relay_hands_over_in_the_middle_of_sentences_without_a_gap(tmp_path: Path) -> None:
+    path, turns = evaluation.relay(tmp_path, voices=("m1", "f3"), turns=6, seed=2)
+    assert len(turns) == 6 and {t.speaker for t in turns} == {"espeak-m1", "espeak-f3"}
+    for before, after in itertools.pairwise(turns):
+        assert after.speaker != before.speaker and abs(after.start - before.end) < 1e-9
+    assert all(7 <= len(t.text.split()) <= 14 for t in turns)
+    assert sum(not t.text.endswith((".", "?", "!")) for t in turns[:-1]) >= 3
+    assert turns[0].start >= 0.5 and audio_seconds(path) - turns[-1].end < 0.6
+    assert evaluation.der(turns, evaluation.read_rttm(path.with_suffix(".rttm"))) == 0
+    assert path.with_suffix(".txt").read_text().split() == " ".join(t.text
+                                                                    for t in turns).split()
+    with pytest.raises(ValueError, match="different"):
+        evaluation.relay(tmp_path, voices=("m1", "m1"))
+
+
+@pytest.mark.fast
 def test_conversation_refuses_what_it_cannot_build(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="different"):
         evaluation.conversation(tmp_path, voices=("joe", "joe"))

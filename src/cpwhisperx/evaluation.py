@@ -265,8 +265,7 @@ def conversation(folder: Path, *, voices: Sequence[str] = ("joe", "jfk", "espeak
     Writes ``<name>.wav`` (16 kHz mono 16-bit), ``<name>.rttm`` (the reference, speakers named
     after the voices) and ``<name>.txt`` (the words, in order) to ``folder``; returns the WAV
     and the turns. The same seed gives the same file, byte for byte, on the same machine."""
-    if len(set(voices)) != len(voices) or len(voices) < 2:
-        raise ValueError(f"voices must be two or more different ones: {list(voices)}")
+    _distinct(voices)
     if turns < len(voices):
         raise ValueError(f"{turns} turns cannot hold {len(voices)} speakers")
     if unknown := [v for v in voices if v not in ("joe", "jfk") and not v.startswith("espeak-")]:
@@ -292,13 +291,19 @@ def conversation(folder: Path, *, voices: Sequence[str] = ("joe", "jfk", "espeak
     return _join(folder, name or f"conversation_{'_'.join(voices)}_{seed}", said)
 
 
+def _distinct(voices: Sequence[str]) -> None:
+    if len(set(voices)) != len(voices) or len(voices) < 2:
+        raise ValueError(f"voices must be two or more different ones: {list(voices)}")
+
+
 def relay(folder: Path, *, voices: Sequence[str] = ("m1", "f3"), turns: int = 12,
           seed: int = 0, name: str | None = None) -> tuple[Path, list[Turn]]:
-    """Espeak-ng voices taking over from each other in the middle of sentences, with no pause:
-    the dialogue lines read as one text, cut into turns of 7-14 words at random, each turn
-    said by the next voice (no voice follows itself) and joined to the last without a gap.
-    Most changes of speaker fall inside a sentence, where neither a pause nor punctuation
-    shows them. Written as ``conversation`` writes its files."""
+    """Espeak-ng voices (variants: ``m1``, ``f3``, ...) taking over from each other in the
+    middle of sentences, with no pause: the dialogue lines read as one text, cut into turns of
+    7-14 words at random, each turn said by the next voice (no voice follows itself) and joined
+    to the last without a gap. Most changes of speaker fall inside a sentence, where neither a
+    pause nor punctuation shows them. Written as ``conversation`` writes its files."""
+    _distinct(voices)
     rng = random.Random(seed)
     words: list[str] = []
     said = []

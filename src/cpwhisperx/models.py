@@ -108,7 +108,7 @@ def hub_reachable() -> bool:
     return _answers(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
 
 
-def _hub_cached(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bool:
+def hub_cached(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bool:
     """Whether the Hugging Face cache holds ``repo``'s ``files`` and one of its ``weights``."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -125,7 +125,7 @@ def obtainable(repo: str, *, files: Sequence[str], weights: Sequence[str]) -> bo
     """Whether a default model from the Hub can be had now: it is cached, or can be downloaded
     (not offline, and the Hub answers). A download that cannot happen is no default: trying
     it costs half a minute of retries before the same fallback."""
-    return _hub_cached(repo, files=files, weights=weights) or (not offline() and hub_reachable())
+    return hub_cached(repo, files=files, weights=weights) or (not offline() and hub_reachable())
 
 
 @functools.cache

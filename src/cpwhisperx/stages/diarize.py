@@ -30,8 +30,9 @@ PAUSE_S = 0.15  # a pause this long between words may be a change of speaker
 # the change. On conversations whose speakers take over mid-sentence (``evaluation.relay``),
 # 8 s parts mixed two voices into one speaker on 3 of 5 seeds.
 LONGEST_S = 2.0
-# The worker's time limit: TIMEOUT_S and SLOWEST seconds per second of audio. pyannote's real
-# models take about 2 s per second of audio on one core of this project's machines.
+# The worker's time limit: TIMEOUT_S, and SLOWEST seconds per second of audio. pyannote's
+# pipeline, full-size models with random weights, took about 2 s per second of audio on one core
+# of this project's machines (CPU, segmentation step 0.1 s).
 TIMEOUT_S = 120.0
 SLOWEST = {"ge2e": 1.0, "pyannote": 5.0}
 
@@ -64,6 +65,7 @@ class Task(isolation.Task):
     high: int = 0
     threads: int = 1
     device: str = "cpu"
+    offline: bool = False  # pyannote: from the Hugging Face cache alone
 
 
 def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
@@ -72,7 +74,8 @@ def work(task: Task, progress: Callable[[float], None]) -> dict[str, Any]:
     if task.engine == "pyannote":
         from cpwhisperx.engines.diarize.pyannote import Pyannote
 
-        engine = Pyannote(model=task.model, threads=task.threads, device=task.device)
+        engine = Pyannote(model=task.model, threads=task.threads, device=task.device,
+                          offline=task.offline)
     else:
         from cpwhisperx.engines.diarize.ge2e import GE2E
 
@@ -205,14 +208,20 @@ def run(ctx: StageContext) -> StageResult:
         used = fsutil.read_json(turns_path(ctx.job))["engine"]
     else:
         turns_path(ctx.job).unlink(missing_ok=True)  # an earlier run's, not this one's
-        try:
-            if name == "pyannote":
-                from cpwhisperx.engines.diarize import pyannote
+        if name == "pyannote":
+            from cpwhisperx.engines.diarize import pyannote
 
-                pyannote.check_obtainable(s.diarization_model)
+            try:
+                task = task.model_copy(update={
+                    "offline": pyannote.check_obtainable(s.diarization_model)})
+            except CpwError as exc:
+                raise CpwError(f"DIARIZATION=pyannote: {exc.message}; DIARIZATION=none goes on "
+                               "without speakers") from exc
+        with media.WavReader(task.audio) as audio:
+            timeout = TIMEOUT_S + SLOWEST[name] * audio.duration
+        try:
             used, warnings = isolation.run_chain(NAME, [(name, task)],
-                                                 result=turns_path(ctx.job),
-                                                 timeout=TIMEOUT_S + SLOWEST[name] * spans[-1][1],
+                                                 result=turns_path(ctx.job), timeout=timeout,
                                                  log_file=ctx.job.log_file(NAME),
                                                  on_progress=ctx.progress)
         except CpwError as exc:  # the engine's own one-line error
@@ -230,6 +239,10 @@ def run(ctx: StageContext) -> StageResult:
                            warnings=[*warnings, "the transcript is kept without speakers"])
     found = fsutil.read_json(turns_path(ctx.job))
     turns = [diarizers.Turn(t["start"], t["end"], t["speaker"]) for t in found["turns"]]
+    if not turns:  # pyannote heard nobody where Whisper wrote words (music, noise)
+        fsutil.write_json(out, transcript.to_dict())
+        return StageResult(outputs=[out, turns_path(ctx.job)], backend=used, warnings=[
+            *warnings, f"{used} found nobody speaking: the transcript is kept without speakers"])
     count = max(t.speaker for t in turns) + 1
     result = assign(transcript, turns, labels(count, s.speaker_names))
     fsutil.write_json(out, {**result.to_dict(),

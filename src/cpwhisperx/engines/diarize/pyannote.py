@@ -23,17 +23,23 @@ INSTALL = ("DIARIZATION=pyannote needs the torch extra: install torch first (a C
            "there is no GPU), then pip install 'cpwhisperx[torch]'")
 
 
-def check_obtainable(model: str) -> None:
+def check_obtainable(model: str) -> bool:
     """ModelNotFound, at once, for a pipeline on the Hub that is neither cached nor can be
-    downloaded now (before a worker imports torch and the Hub client retries for 20 s)."""
+    downloaded now (before a worker imports torch and the Hub client retries for 20 s).
+    Whether it is to be loaded from the cache alone: the Hub out of reach or HF_HUB_OFFLINE
+    set (the Hub client would otherwise wait out its retries for each of its files)."""
     name = model or DEFAULT_MODEL
-    if models.looks_like_path(name) or models.obtainable(name, files=("config.yaml",),
-                                                         weights=("config.yaml",)):
-        return
-    why = "HF_HUB_OFFLINE is set" if models.offline() else "the Hugging Face Hub cannot be reached"
-    raise ModelNotFound(f"pyannote pipeline {name!r} is not in the Hugging Face cache and {why}: "
-                        "accept its conditions on huggingface.co and run once online with "
-                        "HF_TOKEN set (it is cached), or set DIARIZATION_MODEL to a local folder")
+    if os.path.exists(os.path.expanduser(name)) or models.looks_like_path(name):
+        return False  # a folder or a file: the engine says what is wrong with it
+    local = models.offline() or not models.hub_reachable()
+    if local and not models.hub_cached(name, files=("config.yaml",), weights=("config.yaml",)):
+        why = ("HF_HUB_OFFLINE is set" if models.offline()
+               else "the Hugging Face Hub cannot be reached")
+        raise ModelNotFound(f"pyannote pipeline {name!r} is not in the Hugging Face cache and "
+                            f"{why}: accept its conditions on huggingface.co and run once "
+                            "online with HF_TOKEN set (it is cached), or set DIARIZATION_MODEL "
+                            "to a local folder")
+    return local
 
 
 def load() -> Any:
@@ -65,25 +71,31 @@ def load() -> Any:
 class Pyannote:
     name = "pyannote"
 
-    def __init__(self, *, model: str = "", threads: int = 1, device: str = "cpu") -> None:
+    def __init__(self, *, model: str = "", threads: int = 1, device: str = "cpu",
+                 offline: bool = False) -> None:
+        if offline:  # read when huggingface_hub is imported, and by it afterwards
+            os.environ["HF_HUB_OFFLINE"] = "1"
         try:
             import torch
 
             pyannote_audio = load()
-        except ImportError as exc:
-            raise CpwError(INSTALL) from exc
+        except (ImportError, OSError) as exc:  # OSError: a native library that does not load
+            raise CpwError(f"{INSTALL} ({_first_line(exc)})") from exc
+        if offline:
+            import huggingface_hub.constants
+
+            huggingface_hub.constants.HF_HUB_OFFLINE = True
         torch.set_num_threads(threads)
         name = model or DEFAULT_MODEL
         try:
             pipeline = pyannote_audio.Pipeline.from_pretrained(os.path.expanduser(name))
         except Exception as exc:  # huggingface_hub's, yaml's and torch's errors all differ
-            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-            raise ModelNotFound(f"pyannote pipeline {name!r} cannot be loaded ({reason}): give "
-                                "a Hugging Face id you have access to (HF_TOKEN), a folder with "
-                                "its config.yaml, or that file") from exc
-        if pipeline is None:  # what 3.x returned for a gated repo without a token
-            raise ModelNotFound(f"pyannote pipeline {name!r} cannot be loaded: accept its "
-                                "conditions on huggingface.co and set HF_TOKEN")
+            raise ModelNotFound(f"pyannote pipeline {name!r} cannot be loaded "
+                                f"({_first_line(exc)}): give a Hugging Face id you have access "
+                                "to (HF_TOKEN), a folder with its config.yaml, or that "
+                                "file") from exc
+        if device == "cuda" and not torch.cuda.is_available():
+            device = "cpu"  # ASR's CUDA is CTranslate2's: this torch may be a CPU build
         self.torch = torch
         self.pipeline = pipeline.to(torch.device(device))
 
@@ -92,6 +104,7 @@ class Pyannote:
                 ) -> list[Turn]:
         """Turns over the whole recording (``regions`` are not needed: pyannote finds its own
         speech), speakers numbered by first appearance."""
+        # The whole recording in memory, as pyannote takes it (a 2-hour film: 0.46 GB).
         waveform = self.torch.from_numpy(audio[:])[None]  # (channel, time), float32
         steps = {"segmentation": (0.0, 0.6), "embeddings": (0.6, 0.95)}
 
@@ -116,3 +129,8 @@ class Pyannote:
                 turns.append(Turn(start, end, first.setdefault(label, len(first))))
         progress(1.0)
         return turns
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:160] if lines else type(exc).__name__
