@@ -111,6 +111,9 @@ def test_the_chained_linkage_makes_the_merges_of_the_best_pair_each_time(
 def test_clustering_nothing_or_one() -> None:
     assert list(_cluster(np.zeros((0, 8)), np.zeros(0))) == []
     assert list(_cluster(_voices([1]), np.ones(1))) == [0]
+    # More speakers asked for than there are spans: each span its own.
+    for speakers in (Speakers(number=5), Speakers(low=4)):
+        assert list(_cluster(_voices([2, 1]), np.full(3, 2.0), speakers)) == [0, 1, 2]
 
 
 def _segment(*words: tuple[float, float, str]) -> Segment:
@@ -278,8 +281,9 @@ def test_a_change_of_voice_without_a_pause_is_timed(first: float, second: float,
     voices = encoder.embed([a, b])  # each voice from all of its speech, as clustering gives
     rate = evaluation.RATE
     joined = np.concatenate([a[-round(first * rate):], b[:round(second * rate)]])
-    change, short = encoder.changes([(joined, voices[0], voices[1]),
-                                     (joined[:rate], voices[0], voices[1])])
+    # Searched together with a piece too short to search: each finds its own windows.
+    short, change = encoder.changes([(joined[:rate], voices[0], voices[1]),
+                                     (joined, voices[0], voices[1])])
     assert change is not None and abs(change - first) <= 0.3, change
     assert short is None  # one second holds under two windows
 

@@ -241,8 +241,10 @@ def run(ctx: StageContext) -> StageResult:
     turns = [diarizers.Turn(t["start"], t["end"], t["speaker"]) for t in found["turns"]]
     if not turns:  # pyannote heard nobody where Whisper wrote words (music, noise)
         fsutil.write_json(out, transcript.to_dict())
+        ctx.progress(1.0)
         return StageResult(outputs=[out, turns_path(ctx.job)], backend=used, warnings=[
-            *warnings, f"{used} found nobody speaking: the transcript is kept without speakers"])
+            *warnings, f"{used} found nobody speaking: the transcript is kept without speakers"],
+            meta={"speakers": 0, "turns": 0})
     count = max(t.speaker for t in turns) + 1
     result = assign(transcript, turns, labels(count, s.speaker_names))
     fsutil.write_json(out, {**result.to_dict(),

@@ -89,7 +89,7 @@ def _average_linkage(embeddings: np.ndarray, *, threshold: float, low: int, high
             i = int(parent[i])
         return i
 
-    for _, a, b in merges[:min(max(wanted, n - high), n - low)]:
+    for _, a, b in merges[:max(0, min(max(wanted, n - high), n - low))]:  # low > n: none
         parent[root(b)] = root(a)
     return np.array([root(i) for i in range(n)])
 

@@ -130,7 +130,8 @@ class GE2E:
         sums = np.zeros((len(spans), 256), dtype=np.float64)
         done = 0
         for frames, items in sorted(batches.items()):
-            found = self._run(np.stack([window for _, window in items]).astype(np.float32))
+            found = self._run(np.stack([window for _, window in items]).astype(np.float32,
+                                                                                copy=False))
             np.add.at(sums, [owner for owner, _ in items], found)
             done += frames * len(items)
             progress(done / total)
