@@ -344,18 +344,26 @@ def _outputs(out: Path, proc) -> Path:
     return job_root(out, job_of(proc)) / "outputs"
 
 
+def _diarized(tmp_path: Path, media: Path, reference: list[evaluation.Turn], *, speakers: int,
+              der: float) -> tuple[Path, dict]:
+    """``transcribe --diarize`` of a conversation: its speakers all found (not given), its DER
+    within ``der``, its times valid; the outputs folder and the JSON transcript."""
+    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en", "--diarize")
+    outputs = _outputs(tmp_path / "out", proc)
+    found = evaluation.read_rttm(outputs / f"{media.stem}.rttm")
+    assert evaluation.speakers_found(found) == speakers
+    assert evaluation.der(reference, found) <= der
+    transcript = json.loads((outputs / f"{media.stem}.json").read_text())
+    assert_times_valid(transcript, reference[-1].end + 0.5)
+    return outputs, transcript
+
+
 @needs_espeak
 def test_three_speakers_are_found_and_told_apart(tmp_path: Path) -> None:
     """The acceptance conversation: Piper's joe, the real JFK and an espeak-ng voice, 18 turns
     0.2-0.8 s apart; the number of speakers not given."""
     media, reference = evaluation.conversation(tmp_path, seed=0)
-    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en", "--diarize")
-    outputs = _outputs(tmp_path / "out", proc)
-    found = evaluation.read_rttm(outputs / f"{media.stem}.rttm")
-    assert evaluation.speakers_found(found) == 3
-    assert evaluation.der(reference, found) <= 0.15
-    transcript = json.loads((outputs / f"{media.stem}.json").read_text())
-    assert_times_valid(transcript, reference[-1].end + 0.5)
+    outputs, transcript = _diarized(tmp_path, media, reference, speakers=3, der=0.15)
     for segment in transcript["segments"]:
         assert segment["speaker"].startswith("SPEAKER_0")
         assert {w["speaker"] for w in segment["words"]} <= {segment["speaker"]}
@@ -370,13 +378,7 @@ def test_speakers_taking_over_mid_sentence_are_told_apart(tmp_path: Path) -> Non
     speakers are found and segments split where the voice changes, not only at sentence ends
     (with 8 s spans embedded whole, two voices were one speaker on 3 of 5 seeds)."""
     media, reference = evaluation.relay(tmp_path, seed=1)
-    proc = cli(tmp_path / "out", "transcribe", str(media), "-s", "en", "--diarize")
-    outputs = _outputs(tmp_path / "out", proc)
-    found = evaluation.read_rttm(outputs / f"{media.stem}.rttm")
-    assert evaluation.speakers_found(found) == 2
-    assert evaluation.der(reference, found) <= 0.2
-    transcript = json.loads((outputs / f"{media.stem}.json").read_text())
-    assert_times_valid(transcript, reference[-1].end + 0.5)
+    _, transcript = _diarized(tmp_path, media, reference, speakers=2, der=0.2)
     segments = transcript["segments"]
     inside = [a["text"] for a, b in itertools.pairwise(segments)
               if a["speaker"] != b["speaker"] and not a["text"].rstrip().endswith((".", "?", "!"))]

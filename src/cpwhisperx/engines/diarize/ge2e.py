@@ -104,11 +104,11 @@ class GE2E:
         self.session = onnxruntime.InferenceSession(model.read_bytes(), options,
                                                     providers=["CPUExecutionProvider"])
 
-    def _run(self, windows: np.ndarray) -> np.ndarray:
+    def _run(self, stacked: np.ndarray) -> np.ndarray:
         """Embeddings of same-length windows, ``BATCH`` at a time: an LSTM's steps are small
         matrix products, and a batch of a dozen windows took twice as long per window."""
-        return np.concatenate([self.session.run(None, {"mels": windows[lo:lo + BATCH]})[0]
-                               for lo in range(0, len(windows), BATCH)]
+        return np.concatenate([self.session.run(None, {"mels": stacked[lo:lo + BATCH]})[0]
+                               for lo in range(0, len(stacked), BATCH)]
                               or [np.zeros((0, 256), np.float32)])
 
     def embed(self, spans: Sequence[np.ndarray],
